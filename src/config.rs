@@ -1,0 +1,75 @@
+//! Tree configuration.
+
+use crate::Error;
+
+/// How a tree is shaped. Build with [`Config::new`] and the setters, then pass
+/// to [`BTree::with_config`](crate::BTree::with_config).
+///
+/// ```
+/// use ghostbtree::{BTree, Config};
+///
+/// let tree: BTree<u64, u64> = BTree::with_config(Config::new().leaf_capacity(32))?;
+/// # Ok::<(), ghostbtree::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub(crate) leaf_capacity: usize,
+    pub(crate) branch_capacity: usize,
+}
+
+impl Config {
+    /// Most entries in one bucket (leaf). Default 64.
+    ///
+    /// Every write copies its bucket, so the write cost grows with this; a
+    /// lookup's depth shrinks with it. 64 is where point reads and writes
+    /// balance on 1M `u64` keys (see `docs/benchmarks.md`).
+    pub const DEFAULT_LEAF_CAPACITY: usize = 64;
+    /// Most children of one interior node. Default 128.
+    ///
+    /// Interior nodes change only when a child splits, so they can be wider
+    /// than buckets: 128 keeps a 10M-key tree at four levels.
+    pub const DEFAULT_BRANCH_CAPACITY: usize = 128;
+
+    /// The defaults.
+    pub fn new() -> Config {
+        Config {
+            leaf_capacity: Self::DEFAULT_LEAF_CAPACITY,
+            branch_capacity: Self::DEFAULT_BRANCH_CAPACITY,
+        }
+    }
+
+    /// Most entries per bucket; at least 2. Tiny values make deep trees,
+    /// which tests use to exercise splits.
+    pub fn leaf_capacity(mut self, entries: usize) -> Config {
+        self.leaf_capacity = entries;
+        self
+    }
+
+    /// Most children per interior node; at least 3.
+    pub fn branch_capacity(mut self, children: usize) -> Config {
+        self.branch_capacity = children;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let check = |setting, value, min| {
+            if value < min {
+                Err(Error::InvalidConfig {
+                    setting,
+                    value,
+                    min,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        check("leaf_capacity", self.leaf_capacity, 2)?;
+        check("branch_capacity", self.branch_capacity, 3)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config::new()
+    }
+}

@@ -1,0 +1,112 @@
+//! The atomic cell under every slot: an `Arc<T>` that can be loaded and
+//! compare-and-swapped as one atomic step. This is the model-checking seam.
+//!
+//! In a normal build the cell is an [`arc_swap::ArcSwap`]. Loom cannot see
+//! arc-swap's atomics, so the `cfg(loom)` build swaps in a cell that loom does
+//! see (a `loom::sync::Mutex<Arc<T>>`) with the same observable semantics:
+//! `load` returns the value of one linearization point, `compare_exchange`
+//! replaces the value only if it still is `current` (by pointer). The tree
+//! never learns which cell it runs on (crossbeam's `mod primitive` idea).
+//!
+//! # Orderings
+//!
+//! arc-swap performs the pointer swap of `store` and `compare_and_swap` with
+//! `SeqCst` (which includes `Release`) and the load with `SeqCst`/`Acquire`.
+//! That pair is what the tree relies on: every write into a node happens before
+//! the node is published by a successful `compare_exchange`, so a thread whose
+//! `load` returns the new pointer sees the node fully built. No node is ever
+//! written after it is published (nodes are immutable), so no other ordering is
+//! needed anywhere in the tree.
+//!
+//! # ABA
+//!
+//! `compare_exchange` compares pointers. The caller holds `current` alive (a
+//! guard or an `Arc`) for the whole call, so its address cannot be reused by a
+//! new node in between: a pointer match means the very same version.
+
+use std::sync::Arc;
+
+#[cfg(not(loom))]
+mod imp {
+    use super::Arc;
+    use arc_swap::ArcSwap;
+
+    /// What `load` returns: a cheap guard that keeps the value alive.
+    ///
+    /// arc-swap gives each thread a few fast guard slots; code that descends
+    /// the tree holds at most two at a time (hand over hand).
+    pub(crate) type Snapshot<T> = arc_swap::Guard<Arc<T>>;
+
+    pub(crate) struct AtomicArc<T>(ArcSwap<T>);
+
+    impl<T> AtomicArc<T> {
+        pub(crate) fn new(value: Arc<T>) -> Self {
+            AtomicArc(ArcSwap::new(value))
+        }
+
+        #[inline]
+        pub(crate) fn load(&self) -> Snapshot<T> {
+            self.0.load()
+        }
+
+        #[inline]
+        pub(crate) fn load_full(&self) -> Arc<T> {
+            self.0.load_full()
+        }
+
+        /// Stores `new` if the cell still holds `current`; says whether it did.
+        #[inline]
+        pub(crate) fn compare_exchange(&self, current: &Arc<T>, new: Arc<T>) -> bool {
+            let previous = self.0.compare_and_swap(current, new);
+            Arc::ptr_eq(&previous, current)
+        }
+    }
+}
+
+#[cfg(loom)]
+mod imp {
+    use super::Arc;
+
+    /// Under loom a snapshot is a plain `Arc` clone.
+    pub(crate) type Snapshot<T> = Arc<T>;
+
+    pub(crate) struct AtomicArc<T>(loom::sync::Mutex<Arc<T>>);
+
+    impl<T> AtomicArc<T> {
+        pub(crate) fn new(value: Arc<T>) -> Self {
+            AtomicArc(loom::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn load(&self) -> Snapshot<T> {
+            self.load_full()
+        }
+
+        pub(crate) fn load_full(&self) -> Arc<T> {
+            Arc::clone(&self.0.lock().unwrap())
+        }
+
+        pub(crate) fn compare_exchange(&self, current: &Arc<T>, new: Arc<T>) -> bool {
+            let mut value = self.0.lock().unwrap();
+            if Arc::ptr_eq(&value, current) {
+                *value = new;
+                true
+            } else {
+                false
+            }
+        }
+    }
+}
+
+pub(crate) use imp::{AtomicArc, Snapshot};
+
+/// Turns a snapshot into an owned `Arc` (an atomic increment under
+/// arc-swap, nothing under loom).
+#[cfg(not(loom))]
+pub(crate) fn snapshot_into_arc<T>(snapshot: Snapshot<T>) -> Arc<T> {
+    arc_swap::Guard::into_inner(snapshot)
+}
+
+#[cfg(loom)]
+pub(crate) fn snapshot_into_arc<T>(snapshot: Snapshot<T>) -> Arc<T> {
+    snapshot
+}

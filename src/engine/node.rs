@@ -1,0 +1,279 @@
+//! Immutable node versions: buckets (leaves) and branches (interior nodes).
+//!
+//! A node is never changed after it is published in a slot. A write builds a
+//! new version next to the old one (copy on write) and swaps it into the slot;
+//! this file holds the pure functions that build those versions.
+//!
+//! # Invariants (checked by `verify`)
+//!
+//! Every node covers the key range `[low, high)` (`None` is minus or plus
+//! infinity) and:
+//!
+//! 1. `low` is the same in every version published in one slot: a slot's range
+//!    only ever shrinks from the right, when its node splits.
+//! 2. `high.is_some() == right.is_some()`, and the node in `right` has
+//!    `low == high`. Following right links from the leftmost node of a level
+//!    visits the whole level in key order, and the ranges tile the key space.
+//! 3. A leaf's keys are strictly increasing and inside `[low, high)`;
+//!    `keys.len() == vals.len()`.
+//! 4. A branch at level `l >= 1` has `children.len() == keys.len() + 1 >= 1`,
+//!    strictly increasing keys inside `(low, high)`, and children at level
+//!    `l - 1`. Child `i` has `low == keys[i - 1]` (`low` of the branch for
+//!    `i == 0`); the chain of right links from child `i` reaches child `i + 1`,
+//!    whose `low` is `keys[i]`. Nodes on that chain before child `i + 1` are
+//!    splits whose separator is not posted yet (B-link: legal, they are found
+//!    by moving right).
+//! 5. Nodes never shrink in range except by splitting, and are never removed:
+//!    an emptied leaf stays in place until it refills (no merges yet).
+
+use std::sync::Arc;
+
+use super::slot::Slot;
+
+/// One immutable version of a node.
+pub(crate) struct Node<K, V> {
+    /// Inclusive lower bound of the range; `None` is minus infinity.
+    pub(crate) low: Option<K>,
+    /// Exclusive upper bound of the range; `None` is plus infinity.
+    pub(crate) high: Option<K>,
+    /// The slot of the next node on this level; `Some` exactly when `high` is.
+    pub(crate) right: Option<Arc<Slot<K, V>>>,
+    pub(crate) body: Body<K, V>,
+}
+
+pub(crate) enum Body<K, V> {
+    Leaf(Leaf<K, V>),
+    Branch(Branch<K, V>),
+}
+
+/// A bucket: sorted keys and their values, kept in two arrays so a search
+/// touches only keys.
+pub(crate) struct Leaf<K, V> {
+    pub(crate) keys: Vec<K>,
+    pub(crate) vals: Vec<V>,
+}
+
+/// An interior node: `keys[i]` separates `children[i]` from `children[i + 1]`.
+pub(crate) struct Branch<K, V> {
+    /// Height above the leaves (leaves are level 0); always at least 1.
+    pub(crate) level: u32,
+    pub(crate) keys: Vec<K>,
+    pub(crate) children: Vec<Arc<Slot<K, V>>>,
+}
+
+/// A new version that replaces a node, or the two halves of a split.
+pub(crate) enum Rebuilt<K, V> {
+    Fits(Node<K, V>),
+    /// `left` goes into the node's own slot; `right` is a new slot whose node
+    /// starts at `separator`. The split takes effect when `left` is published.
+    Split {
+        left: Node<K, V>,
+        separator: K,
+        right: Arc<Slot<K, V>>,
+    },
+}
+
+impl<K, V> Node<K, V> {
+    pub(crate) fn level(&self) -> u32 {
+        match &self.body {
+            Body::Leaf(_) => 0,
+            Body::Branch(branch) => branch.level,
+        }
+    }
+
+    /// Entries of a leaf, children of a branch.
+    pub(crate) fn len(&self) -> usize {
+        match &self.body {
+            Body::Leaf(leaf) => leaf.keys.len(),
+            Body::Branch(branch) => branch.children.len(),
+        }
+    }
+
+    /// The leaf body; `None` for a branch.
+    pub(crate) fn as_leaf(&self) -> Option<&Leaf<K, V>> {
+        match &self.body {
+            Body::Leaf(leaf) => Some(leaf),
+            Body::Branch(_) => None,
+        }
+    }
+
+    pub(crate) fn as_branch(&self) -> Option<&Branch<K, V>> {
+        match &self.body {
+            Body::Leaf(_) => None,
+            Body::Branch(branch) => Some(branch),
+        }
+    }
+}
+
+impl<K: Ord + Clone, V: Clone> Node<K, V> {
+    /// The version that follows `self` once its body becomes `body`: the same
+    /// range and right link, or a split when `body` holds more than
+    /// `capacity` entries (children, for a branch).
+    ///
+    /// `appended` says the new entry went to the end of the rightmost node of
+    /// its level; that node then splits unevenly (the left half full), so
+    /// ascending inserts fill nodes as a bulk load does instead of leaving
+    /// them half empty.
+    pub(crate) fn rebuild(
+        &self,
+        body: Body<K, V>,
+        capacity: usize,
+        appended: bool,
+    ) -> Rebuilt<K, V> {
+        let len = match &body {
+            Body::Leaf(leaf) => leaf.keys.len(),
+            Body::Branch(branch) => branch.children.len(),
+        };
+        if len <= capacity {
+            return Rebuilt::Fits(Node {
+                low: self.low.clone(),
+                high: self.high.clone(),
+                right: self.right.clone(),
+                body,
+            });
+        }
+        let at = if appended && self.high.is_none() {
+            capacity
+        } else {
+            len / 2
+        };
+        let (left_body, separator, right_body) = body.split(at);
+        let right = Slot::new(Node {
+            low: Some(separator.clone()),
+            high: self.high.clone(),
+            right: self.right.clone(),
+            body: right_body,
+        });
+        let left = Node {
+            low: self.low.clone(),
+            high: Some(separator.clone()),
+            right: Some(Arc::clone(&right)),
+            body: left_body,
+        };
+        Rebuilt::Split {
+            left,
+            separator,
+            right,
+        }
+    }
+}
+
+impl<K: Clone, V: Clone> Body<K, V> {
+    /// Splits so that the right part starts with entry (child) `at`, which is
+    /// at least 1 and less than the length. Returns `(left, separator, right)`.
+    fn split(self, at: usize) -> (Body<K, V>, K, Body<K, V>) {
+        match self {
+            Body::Leaf(Leaf { mut keys, mut vals }) => {
+                let right = Leaf {
+                    keys: keys.split_off(at),
+                    vals: vals.split_off(at),
+                };
+                keys.shrink_to_fit();
+                vals.shrink_to_fit();
+                let separator = right.keys[0].clone();
+                (
+                    Body::Leaf(Leaf { keys, vals }),
+                    separator,
+                    Body::Leaf(right),
+                )
+            }
+            Body::Branch(Branch {
+                level,
+                mut keys,
+                mut children,
+            }) => {
+                // Children [0, at) stay left; keys[at - 1] moves up as the
+                // separator; children [at, ..) and keys [at, ..) go right.
+                let right_children = children.split_off(at);
+                let right_keys = keys.split_off(at);
+                let separator = keys
+                    .pop()
+                    .expect("a branch split leaves the left half a key");
+                keys.shrink_to_fit();
+                children.shrink_to_fit();
+                let right = Branch {
+                    level,
+                    keys: right_keys,
+                    children: right_children,
+                };
+                (
+                    Body::Branch(Branch {
+                        level,
+                        keys,
+                        children,
+                    }),
+                    separator,
+                    Body::Branch(right),
+                )
+            }
+        }
+    }
+}
+
+impl<K: Clone, V: Clone> Leaf<K, V> {
+    /// A copy with `(key, value)` inserted at `index`.
+    pub(crate) fn with_entry(&self, index: usize, key: K, value: V) -> Leaf<K, V> {
+        Leaf {
+            keys: inserted(&self.keys, index, key),
+            vals: inserted(&self.vals, index, value),
+        }
+    }
+
+    /// A copy with the value at `index` replaced.
+    pub(crate) fn with_value(&self, index: usize, value: V) -> Leaf<K, V> {
+        let mut vals = self.vals.clone();
+        vals[index] = value;
+        Leaf {
+            keys: self.keys.clone(),
+            vals,
+        }
+    }
+
+    /// A copy without the entry at `index`.
+    pub(crate) fn without(&self, index: usize) -> Leaf<K, V> {
+        Leaf {
+            keys: removed(&self.keys, index),
+            vals: removed(&self.vals, index),
+        }
+    }
+}
+
+impl<K: Ord + Clone, V> Branch<K, V> {
+    /// A copy with `separator` and the slot of the node it starts inserted, or
+    /// `None` if `separator` is here already (someone else posted it).
+    /// Separators are unique per level (each is the fixed `low` of one slot),
+    /// so finding the key means the split is posted.
+    pub(crate) fn with_separator(
+        &self,
+        separator: K,
+        right: Arc<Slot<K, V>>,
+    ) -> Option<(Branch<K, V>, bool)> {
+        let index = match self.keys.binary_search(&separator) {
+            Ok(_) => return None,
+            Err(index) => index,
+        };
+        let appended = index == self.keys.len();
+        let branch = Branch {
+            level: self.level,
+            keys: inserted(&self.keys, index, separator),
+            children: inserted(&self.children, index + 1, right),
+        };
+        Some((branch, appended))
+    }
+}
+
+/// A copy of `items` with `item` at `index`, allocated to the exact length.
+fn inserted<T: Clone>(items: &[T], index: usize, item: T) -> Vec<T> {
+    let mut out = Vec::with_capacity(items.len() + 1);
+    out.extend_from_slice(&items[..index]);
+    out.push(item);
+    out.extend_from_slice(&items[index..]);
+    out
+}
+
+fn removed<T: Clone>(items: &[T], index: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(items.len() - 1);
+    out.extend_from_slice(&items[..index]);
+    out.extend_from_slice(&items[index + 1..]);
+    out
+}

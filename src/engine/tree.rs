@@ -1,0 +1,427 @@
+//! The B-link tree engine: descent, copy-on-write updates, splits and the
+//! posting of separators (Lehman & Yao, on immutable node versions).
+//!
+//! # Protocol
+//!
+//! - **Descent.** From the root slot, at each node: if the target lies at or
+//!   beyond the node's `high`, follow the right link (the node split after its
+//!   parent was read); otherwise step into the child that covers the target.
+//!   Readers hold at most a few arc-swap guards, hand over hand, and take no
+//!   lock.
+//! - **Write.** Build the new version of the leaf that covers the key and
+//!   compare-and-swap it into the leaf's slot. Losing the race means another
+//!   write replaced the leaf: reread the same slot (its `low` is fixed, so it
+//!   still covers the key or lies left of it), move right if it split, retry.
+//!   Writes to different leaves touch different slots and never wait.
+//! - **Split.** An overflowing version is published as its left half, whose
+//!   right link is a new slot holding the right half. The split takes effect
+//!   at that one swap. The separator is then posted to the parent by a second
+//!   swap; until then the right half is reached by moving right. Posting is
+//!   idempotent (a separator is the fixed `low` of exactly one slot per
+//!   level), so the splitter and any writer that had to move right may both
+//!   post it.
+//! - **Root growth.** When the split node is on the top level, a new root slot
+//!   with the old root's slot and its right neighbour is swapped into the
+//!   tree's root cell. The old root slot stays the leftmost node of its level.
+//!
+//! # Invariants owned here
+//!
+//! - The root cell always holds the leftmost slot of the top level, and the
+//!   top level only grows.
+//! - Every published version satisfies the node invariants in `node.rs`: this
+//!   file builds versions only through `Node::rebuild` and friends, from a
+//!   version that was current when read.
+
+use std::sync::Arc;
+
+use super::cell::{AtomicArc, Snapshot};
+use super::length::Length;
+use super::node::{Body, Branch, Leaf, Node, Rebuilt};
+use super::slot::{NodeRef, Slot};
+use crate::{Config, Error};
+
+pub(crate) struct Tree<K, V> {
+    root: AtomicArc<Slot<K, V>>,
+    len: Length,
+    config: Config,
+}
+
+/// What a write does to the entry of its key.
+pub(crate) enum Action<V> {
+    Keep,
+    Put(V),
+    Remove,
+}
+
+/// Where a descent is headed.
+pub(crate) enum Seek<'k, K> {
+    /// The leftmost node.
+    First,
+    /// The node whose range holds the key.
+    Key(&'k K),
+    /// The node whose range holds the keys just below the bound
+    /// (`low < bound <= high`).
+    Before(&'k K),
+    /// The rightmost node.
+    Last,
+}
+
+// By hand: derived impls would require `K: Copy`.
+impl<K> Clone for Seek<'_, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K> Copy for Seek<'_, K> {}
+
+impl<K: Ord> Seek<'_, K> {
+    /// True if the target lies right of `node`: follow its right link.
+    fn is_right_of<V>(self, node: &Node<K, V>) -> bool {
+        match (self, &node.high) {
+            (_, None) | (Seek::First, Some(_)) => false,
+            (Seek::Key(key), Some(high)) => key >= high,
+            (Seek::Before(bound), Some(high)) => bound > high,
+            (Seek::Last, Some(_)) => true,
+        }
+    }
+
+    /// The child of `branch` whose range holds the target.
+    fn child<V>(self, branch: &Branch<K, V>) -> usize {
+        match self {
+            Seek::First => 0,
+            Seek::Key(key) => branch.keys.partition_point(|sep| sep <= key),
+            Seek::Before(bound) => branch.keys.partition_point(|sep| sep < bound),
+            Seek::Last => branch.children.len() - 1,
+        }
+    }
+}
+
+/// The slot a descent ended in. Held through the root guard when the descent
+/// ended at the root, so the root slot's reference count (touched by every
+/// operation otherwise) is left alone.
+pub(crate) enum Held<K, V> {
+    Root(Snapshot<Slot<K, V>>),
+    Shared(Arc<Slot<K, V>>),
+}
+
+impl<K, V> std::ops::Deref for Held<K, V> {
+    type Target = Slot<K, V>;
+
+    fn deref(&self) -> &Slot<K, V> {
+        match self {
+            Held::Root(root) => root,
+            Held::Shared(slot) => slot,
+        }
+    }
+}
+
+/// Where a descent ended: the node, and (for writers) its slot.
+pub(crate) struct Found<K, V> {
+    /// Meaningful only for a descent that tracked slots (`TRACK = true`).
+    pub(crate) slot: Held<K, V>,
+    pub(crate) node: NodeRef<K, V>,
+    /// The descent followed a right link on the target level: the node's
+    /// separator may not be posted yet.
+    pub(crate) moved_right: bool,
+}
+
+impl<K, V> Tree<K, V> {
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len.get()
+    }
+
+    pub(crate) fn root(&self) -> Arc<Slot<K, V>> {
+        self.root.load_full()
+    }
+}
+
+impl<K: Ord + Clone, V: Clone> Tree<K, V> {
+    /// An empty tree: one empty leaf.
+    pub(crate) fn new(config: Config) -> Tree<K, V> {
+        let leaf = Node {
+            low: None,
+            high: None,
+            right: None,
+            body: Body::Leaf(Leaf {
+                keys: Vec::new(),
+                vals: Vec::new(),
+            }),
+        };
+        Tree::from_root(Slot::new(leaf), 0, config)
+    }
+
+    pub(crate) fn from_root(root: Arc<Slot<K, V>>, len: usize, config: Config) -> Tree<K, V> {
+        Tree {
+            root: AtomicArc::new(root),
+            len: Length::new(len),
+            config,
+        }
+    }
+
+    /// The leaf the target lies in, for reading.
+    #[inline]
+    pub(crate) fn seek(&self, to: Seek<'_, K>) -> Result<NodeRef<K, V>, Error> {
+        Ok(self.descend::<false>(to, 0)?.node)
+    }
+
+    /// Descends to the node on `level` (or the root, if the tree is lower)
+    /// that the target lies in. With `TRACK`, also returns its slot.
+    pub(crate) fn descend<const TRACK: bool>(
+        &self,
+        to: Seek<'_, K>,
+        level: u32,
+    ) -> Result<Found<K, V>, Error> {
+        let root = self.root.load();
+        let mut node = root.node()?;
+        let mut slot = Held::Root(root);
+        let mut moved_right = false;
+        loop {
+            if to.is_right_of(&node) {
+                if let Some(right) = &node.right {
+                    let next = right.node()?;
+                    if TRACK && node.level() <= level {
+                        slot = Held::Shared(Arc::clone(right));
+                        moved_right = true;
+                    }
+                    node = next;
+                    continue;
+                }
+            }
+            let Some(branch) = node.as_branch().filter(|_| node.level() > level) else {
+                return Ok(Found {
+                    slot,
+                    node,
+                    moved_right,
+                });
+            };
+            let child_slot = &branch.children[to.child(branch)];
+            let child = child_slot.node()?;
+            if TRACK && child.level() <= level {
+                slot = Held::Shared(Arc::clone(child_slot));
+            }
+            node = child;
+        }
+    }
+
+    /// Reads the entry of `key` and applies what `decide` makes of it, as one
+    /// atomic step. `decide` may run more than once (once per lost race); the
+    /// result of the run whose action took effect is returned.
+    pub(crate) fn update<R>(
+        &self,
+        key: &K,
+        mut decide: impl FnMut(Option<&V>) -> (Action<V>, R),
+    ) -> Result<R, Error> {
+        let Found {
+            mut slot,
+            mut node,
+            mut moved_right,
+        } = self.descend::<true>(Seek::Key(key), 0)?;
+        loop {
+            let leaf = leaf_of(&node);
+            let found = leaf.keys.binary_search(key);
+            let (action, result) = decide(found.ok().map(|i| &leaf.vals[i]));
+            let (body, delta, appended) = match (action, found) {
+                (Action::Keep, _) | (Action::Remove, Err(_)) => return Ok(result),
+                (Action::Put(value), Ok(i)) => (leaf.with_value(i, value), 0, false),
+                (Action::Put(value), Err(i)) => (
+                    leaf.with_entry(i, key.clone(), value),
+                    1,
+                    i == leaf.keys.len(),
+                ),
+                (Action::Remove, Ok(i)) => (leaf.without(i), -1, false),
+            };
+            if self.publish(&slot, &node, Body::Leaf(body), appended) {
+                self.len.add(delta);
+                if let (true, Held::Shared(slot), Some(low)) = (moved_right, &slot, &node.low) {
+                    // We reached this leaf through a right link: help post
+                    // its separator (a no-op if the splitter got there).
+                    self.post_split(0, low.clone(), Arc::clone(slot));
+                }
+                return Ok(result);
+            }
+            // Lost the race. The slot's range only shrinks from the right, so
+            // the key is here or further right.
+            node = slot.node()?;
+            while Seek::Key(key).is_right_of(&node) {
+                let Some(right) = node.right.clone() else {
+                    break;
+                };
+                node = right.node()?;
+                slot = Held::Shared(right);
+                moved_right = true;
+            }
+        }
+    }
+
+    /// Removes and returns the first (or last) entry.
+    ///
+    /// Under concurrent inserts of keys beyond the end it works on, the entry
+    /// removed is the first (last) of some moment during the call, not
+    /// necessarily of the moment it returns.
+    pub(crate) fn pop(&self, last: bool) -> Result<Option<(K, V)>, Error> {
+        loop {
+            let Some(Found { slot, node, .. }) = self.seek_nonempty(last)? else {
+                return Ok(None);
+            };
+            let leaf = leaf_of(&node);
+            let i = if last { leaf.keys.len() - 1 } else { 0 };
+            let entry = (leaf.keys[i].clone(), leaf.vals[i].clone());
+            if self.publish(&slot, &node, Body::Leaf(leaf.without(i)), false) {
+                self.len.add(-1);
+                return Ok(Some(entry));
+            }
+        }
+    }
+
+    /// The first (last) leaf that has entries, with its slot.
+    fn seek_nonempty(&self, last: bool) -> Result<Option<Found<K, V>>, Error> {
+        let mut found = self.descend::<true>(if last { Seek::Last } else { Seek::First }, 0)?;
+        while found.node.len() == 0 {
+            if last {
+                let Some(low) = found.node.low.clone() else {
+                    return Ok(None);
+                };
+                found = self.descend::<true>(Seek::Before(&low), 0)?;
+            } else {
+                let Some(right) = found.node.right.clone() else {
+                    return Ok(None);
+                };
+                found.node = right.node()?;
+                found.slot = Held::Shared(right);
+            }
+        }
+        Ok(Some(found))
+    }
+
+    /// Publishes `body` as the successor of `current` in `slot`, splitting
+    /// it if it overflows. Returns false if `current` was no longer the
+    /// slot's version (nothing changed).
+    fn publish(
+        &self,
+        slot: &Slot<K, V>,
+        current: &NodeRef<K, V>,
+        body: Body<K, V>,
+        appended: bool,
+    ) -> bool {
+        let capacity = match body {
+            Body::Leaf(_) => self.config.leaf_capacity,
+            Body::Branch(_) => self.config.branch_capacity,
+        };
+        match current.rebuild(body, capacity, appended) {
+            Rebuilt::Fits(node) => slot.replace(current, node),
+            Rebuilt::Split {
+                left,
+                separator,
+                right,
+            } => {
+                if !slot.replace(current, left) {
+                    return false;
+                }
+                self.post_split(current.level(), separator, right);
+                true
+            }
+        }
+    }
+
+    /// Posts the separator of a split on `level` (the `low` of the new slot
+    /// `right`) to the level above, growing the root if `level` is the top.
+    ///
+    /// Idempotent, and optional for correctness: an unposted separator only
+    /// makes descents move right. So a failed load here ends the attempt
+    /// quietly; the next writer that moves right posts it.
+    pub(crate) fn post_split(&self, level: u32, separator: K, right: Arc<Slot<K, V>>) {
+        let _ = self.try_post_split(level, separator, right);
+    }
+
+    fn try_post_split(
+        &self,
+        mut level: u32,
+        mut separator: K,
+        mut right: Arc<Slot<K, V>>,
+    ) -> Result<(), Error> {
+        'levels: loop {
+            let root = self.root.load();
+            let top = root.node()?;
+            if top.level() == level {
+                // The split node is on the top level, whose leftmost node
+                // is the root slot: it split, so it has a right neighbour.
+                let (Some(high), Some(next)) = (&top.high, &top.right) else {
+                    return Ok(());
+                };
+                let grown = Slot::new(Node {
+                    low: None,
+                    high: None,
+                    right: None,
+                    body: Body::Branch(Branch {
+                        level: level + 1,
+                        keys: vec![high.clone()],
+                        children: vec![Arc::clone(&root), Arc::clone(next)],
+                    }),
+                });
+                // Win or lose, the top is now above `level`: post again.
+                let current: &Arc<Slot<K, V>> = &root;
+                self.root.compare_exchange(current, grown);
+                continue;
+            }
+            drop((top, root));
+            let Found {
+                mut slot, mut node, ..
+            } = self.descend::<true>(Seek::Key(&separator), level + 1)?;
+            loop {
+                let Some((body, appended)) = with_separator(&node, &separator, &right) else {
+                    return Ok(()); // posted already
+                };
+                match node.rebuild(Body::Branch(body), self.config.branch_capacity, appended) {
+                    Rebuilt::Fits(new) => {
+                        if slot.replace(&node, new) {
+                            return Ok(());
+                        }
+                    }
+                    Rebuilt::Split {
+                        left,
+                        separator: up,
+                        right: up_right,
+                    } => {
+                        if slot.replace(&node, left) {
+                            (level, separator, right) = (level + 1, up, up_right);
+                            continue 'levels;
+                        }
+                    }
+                }
+                node = slot.node()?;
+                while Seek::Key(&separator).is_right_of(&node) {
+                    let Some(next) = node.right.clone() else {
+                        break;
+                    };
+                    node = next.node()?;
+                    slot = Held::Shared(next);
+                }
+            }
+        }
+    }
+}
+
+/// The leaf body of a node known to be on level 0.
+pub(crate) fn leaf_of<K, V>(node: &Node<K, V>) -> &Leaf<K, V> {
+    node.as_leaf().expect("descents to level 0 end on leaves")
+}
+
+/// The body of `node` (a branch covering `separator`) with the separator and
+/// its slot added, or `None` if it is posted already: among the keys, or as
+/// the node's own `low` (the parent split right at it).
+fn with_separator<K: Ord + Clone, V>(
+    node: &Node<K, V>,
+    separator: &K,
+    right: &Arc<Slot<K, V>>,
+) -> Option<(Branch<K, V>, bool)> {
+    if node.low.as_ref() == Some(separator) {
+        return None;
+    }
+    let branch = node.as_branch().expect("posts go to branches");
+    branch.with_separator(separator.clone(), Arc::clone(right))
+}

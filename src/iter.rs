@@ -1,0 +1,224 @@
+//! Range iteration, well defined under concurrent writes.
+//!
+//! # Guarantees
+//!
+//! While other threads write, an iterator still yields keys strictly
+//! ascending from the front (descending from the back), never twice, and
+//! yields every key that is in range and present for the whole iteration,
+//! with one of the values it had meanwhile. Keys inserted or removed during
+//! the iteration may or may not appear.
+//!
+//! # How
+//!
+//! Each end holds one immutable leaf version (an `Arc`, so the iterator is
+//! `Send` and holds no guard between calls) and a position in it.
+//!
+//! - **Forward**, a used-up leaf is left through its right link and the
+//!   *current* version of that slot is read. The slot's `low` is the `high`
+//!   of the version just read, and a slot's range only loses keys to new
+//!   slots on its right, so every key present since the start is in that
+//!   version or further right.
+//! - **Backward** there are no left links: a used-up leaf with range
+//!   `[low, ..)` is left by a fresh descent to the leaf holding the keys just
+//!   below `low`. That leaf's current version holds every present key in
+//!   `[its low, low)`.
+//!
+//! Both ends stop where they meet: each end yields only keys beyond the last
+//! key the other end yielded.
+
+use std::iter::FusedIterator;
+use std::ops::Bound;
+
+use crate::Error;
+use crate::engine::slot::NodeArc;
+use crate::engine::tree::{Seek, Tree, leaf_of};
+
+/// An iterator over a key range of a [`BTree`](crate::BTree), in both
+/// directions. Made by [`BTree::range`](crate::BTree::range) and
+/// [`BTree::iter`](crate::BTree::iter).
+///
+/// Items are `Result`s: reaching the next leaf may need a load that fails.
+/// After an `Err`, the next call retries from the same position.
+pub struct Range<'a, K, V> {
+    tree: &'a Tree<K, V>,
+    start: Bound<K>,
+    end: Bound<K>,
+    /// The front leaf and the index of the next entry to yield; entries
+    /// before it were yielded (so `index >= 1` once anything was).
+    front: Option<(NodeArc<K, V>, usize)>,
+    /// The back leaf and the index of the last entry yielded; entries before
+    /// it are still to come.
+    back: Option<(NodeArc<K, V>, usize)>,
+    done: bool,
+}
+
+impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
+    pub(crate) fn new(tree: &'a Tree<K, V>, start: Bound<K>, end: Bound<K>) -> Self {
+        // An empty or inverted range yields nothing (std's `range` panics on
+        // an inverted one; ZODB returns nothing, and so do we).
+        let done = match (&start, &end) {
+            (Bound::Included(s), Bound::Included(e)) => s > e,
+            (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {
+                s >= e
+            }
+            _ => false,
+        };
+        Range {
+            tree,
+            start,
+            end,
+            front: None,
+            back: None,
+            done,
+        }
+    }
+
+    /// The last key yielded from the front, if any.
+    fn front_last(&self) -> Option<&K> {
+        let (leaf, index) = self.front.as_ref()?;
+        index.checked_sub(1).map(|i| &leaf_of(leaf).keys[i])
+    }
+
+    /// The last key yielded from the back, if any.
+    fn back_last(&self) -> Option<&K> {
+        let (leaf, index) = self.back.as_ref()?;
+        leaf_of(leaf).keys.get(*index)
+    }
+
+    fn before_end(&self, key: &K) -> bool {
+        let in_range = match &self.end {
+            Bound::Included(end) => key <= end,
+            Bound::Excluded(end) => key < end,
+            Bound::Unbounded => true,
+        };
+        in_range && self.back_last().is_none_or(|last| key < last)
+    }
+
+    fn after_start(&self, key: &K) -> bool {
+        let in_range = match &self.start {
+            Bound::Included(start) => key >= start,
+            Bound::Excluded(start) => key > start,
+            Bound::Unbounded => true,
+        };
+        in_range && self.front_last().is_none_or(|last| key > last)
+    }
+
+    /// The front's next position: the first leaf, or the right neighbour of
+    /// a used-up leaf. `None` when nothing can lie beyond.
+    fn next_front(&self) -> Result<Option<(NodeArc<K, V>, usize)>, Error> {
+        let Some((leaf, _)) = &self.front else {
+            let (start, inclusive) = match &self.start {
+                Bound::Unbounded => return Ok(Some((self.tree.seek(Seek::First)?.into_arc(), 0))),
+                Bound::Included(start) => (start, true),
+                Bound::Excluded(start) => (start, false),
+            };
+            let leaf = self.tree.seek(Seek::Key(start))?.into_arc();
+            let at = leaf_of(&leaf)
+                .keys
+                .partition_point(|k| if inclusive { k < start } else { k <= start });
+            return Ok(Some((leaf, at)));
+        };
+        let (Some(high), Some(right)) = (&leaf.high, &leaf.right) else {
+            return Ok(None);
+        };
+        if !self.before_end(high) {
+            return Ok(None);
+        }
+        Ok(Some((right.node_arc()?, 0)))
+    }
+
+    /// The back's next position: the last leaf, or the leaf left of a
+    /// used-up one. `None` when nothing can lie before.
+    fn next_back_leaf(&self) -> Result<Option<(NodeArc<K, V>, usize)>, Error> {
+        let (seek, bound) = match &self.back {
+            None => match &self.end {
+                Bound::Unbounded => (Seek::Last, None),
+                Bound::Included(end) => (Seek::Key(end), Some(Bound::Included(end))),
+                Bound::Excluded(end) => (Seek::Before(end), Some(Bound::Excluded(end))),
+            },
+            Some((leaf, _)) => {
+                let Some(low) = &leaf.low else {
+                    return Ok(None);
+                };
+                let start_below = match &self.start {
+                    Bound::Included(start) | Bound::Excluded(start) => start < low,
+                    Bound::Unbounded => true,
+                };
+                if !start_below || self.front_last().is_some_and(|last| last >= low) {
+                    // No key left of `low` is after the start and not yet
+                    // yielded by the front.
+                    return Ok(None);
+                }
+                (Seek::Before(low), Some(Bound::Excluded(low)))
+            }
+        };
+        let leaf = self.tree.seek(seek)?.into_arc();
+        let keys = &leaf_of(&leaf).keys;
+        let at = match bound {
+            None => keys.len(),
+            Some(Bound::Included(end)) => keys.partition_point(|k| k <= end),
+            Some(Bound::Excluded(end)) => keys.partition_point(|k| k < end),
+            Some(Bound::Unbounded) => keys.len(),
+        };
+        Ok(Some((leaf, at)))
+    }
+}
+
+impl<K: Ord + Clone, V: Clone> Iterator for Range<'_, K, V> {
+    type Item = Result<(K, V), Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            if let Some((leaf, index)) = &self.front {
+                let leaf_body = leaf_of(leaf);
+                if let Some(key) = leaf_body.keys.get(*index) {
+                    if !self.before_end(key) {
+                        break;
+                    }
+                    let entry = (key.clone(), leaf_body.vals[*index].clone());
+                    if let Some((_, index)) = &mut self.front {
+                        *index += 1;
+                    }
+                    return Some(Ok(entry));
+                }
+            }
+            match self.next_front() {
+                Ok(Some(front)) => self.front = Some(front),
+                Ok(None) => break,
+                Err(error) => return Some(Err(error)),
+            }
+        }
+        self.done = true;
+        None
+    }
+}
+
+impl<K: Ord + Clone, V: Clone> DoubleEndedIterator for Range<'_, K, V> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            if let Some((leaf, index)) = &self.back {
+                if let Some(i) = index.checked_sub(1) {
+                    let leaf_body = leaf_of(leaf);
+                    let key = &leaf_body.keys[i];
+                    if !self.after_start(key) {
+                        break;
+                    }
+                    let entry = (key.clone(), leaf_body.vals[i].clone());
+                    if let Some((_, index)) = &mut self.back {
+                        *index = i;
+                    }
+                    return Some(Ok(entry));
+                }
+            }
+            match self.next_back_leaf() {
+                Ok(Some(back)) => self.back = Some(back),
+                Ok(None) => break,
+                Err(error) => return Some(Err(error)),
+            }
+        }
+        self.done = true;
+        None
+    }
+}
+
+impl<K: Ord + Clone, V: Clone> FusedIterator for Range<'_, K, V> {}

@@ -1,0 +1,79 @@
+//! A concurrent, lazily loaded B+tree for many threads sharing one ordered
+//! index.
+//!
+//! ```
+//! use ghostbtree::BTree;
+//!
+//! let tree = BTree::new();
+//! std::thread::scope(|s| {
+//!     for t in 0..4u64 {
+//!         let tree = &tree;
+//!         s.spawn(move || {
+//!             for i in 0..1000 {
+//!                 tree.insert(i * 4 + t, i).unwrap();
+//!             }
+//!         });
+//!     }
+//! });
+//! assert_eq!(tree.len(), 4000);
+//! assert_eq!(tree.get(&13)?, Some(3));
+//! let keys: Vec<u64> = tree.range(10..14).map(|e| e.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+//! assert_eq!(keys, [10, 11, 12, 13]);
+//! # Ok::<(), ghostbtree::Error>(())
+//! ```
+//!
+//! # The model
+//!
+//! Every node (bucket or interior node) lives in a *slot*, an atomic cell
+//! holding the node's current version. Versions are immutable: a write copies
+//! its bucket, changes the copy and swaps it into the slot with a
+//! compare-and-swap, retrying if another write won. A reader therefore sees
+//! one complete version or another, never one being built, and takes no
+//! lock. Writes to different buckets touch different slots and never wait
+//! for each other.
+//!
+//! Splits follow the B-link tree of Lehman and Yao: each version carries a
+//! high key and a link to its right neighbour's slot. A split publishes the
+//! left half (pointing at a new slot with the right half) in one swap, then
+//! posts the separator to the parent; in between, anyone looking for a key at
+//! or past the high key moves right. Parents point at slots, not versions,
+//! so a parent never needs copying when a child changes.
+//!
+//! # Guarantees
+//!
+//! - Every single-key operation (`get`, `insert`, `remove`, `try_insert`,
+//!   `compare_and_swap`) is atomic and linearizable.
+//! - Iteration under concurrent writes yields keys strictly in order, never
+//!   twice, and every key present for the whole iteration (see [`Range`]).
+//! - [`BTree::len`] is exact when no write is in flight and costs no shared
+//!   counter on writes.
+//! - A panic in a key's `Ord` or `Clone` during a write leaves the tree as it
+//!   was before that write (versions are built aside and published whole).
+//!
+//! # Limits
+//!
+//! Emptied buckets are not merged or unlinked: they stay in the tree (legal,
+//! and refilled by later inserts in their range) and cost a little memory
+//! and a step in scans. See `docs/design.md` for the protocol, the invariants
+//! and the orderings, and `docs/benchmarks.md` for measured costs.
+
+#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
+
+mod config;
+mod engine;
+mod error;
+mod iter;
+mod map;
+mod verify;
+
+pub use config::Config;
+pub use error::Error;
+pub use iter::Range;
+pub use map::{BTree, CompareAndSwapError};
+pub use verify::Report;
+
+/// The README's examples, run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,250 @@
+//! `BTree`, the public map.
+
+use std::fmt;
+use std::ops::{Bound, RangeBounds};
+
+use crate::engine::bulk;
+use crate::engine::tree::{Action, Tree};
+use crate::{Config, Error, Range, Report};
+
+/// A concurrent ordered map. Share it by `&` or `Arc` across threads: reads
+/// take no lock, and writes to different buckets never wait for each other.
+///
+/// Keys and values are cloned when a bucket is copied on write and when they
+/// are returned, so cheap clones (integers, `Arc<str>`, `bytes::Bytes`) suit
+/// it best.
+///
+/// Every operation returns `Result`: a tree over storage loads nodes and a
+/// load can fail. A failure is always an `Err`, never a key reported absent.
+/// On an in-memory tree nothing fails.
+pub struct BTree<K, V> {
+    tree: Tree<K, V>,
+}
+
+/// Why [`BTree::compare_and_swap`] did not swap: the value it found, and the
+/// value it was asked to store, handed back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompareAndSwapError<V> {
+    /// The value the key has (`None`: absent).
+    pub current: Option<V>,
+    /// The value the call would have stored (`None`: a removal).
+    pub proposed: Option<V>,
+}
+
+impl<K: Ord + Clone, V: Clone> BTree<K, V> {
+    /// An empty tree with the default [`Config`].
+    pub fn new() -> Self {
+        BTree {
+            tree: Tree::new(Config::new()),
+        }
+    }
+
+    /// An empty tree shaped by `config`. Fails if a setting is out of range.
+    pub fn with_config(config: Config) -> Result<Self, Error> {
+        config.validate()?;
+        Ok(BTree {
+            tree: Tree::new(config),
+        })
+    }
+
+    /// A tree holding `entries`, built bottom-up with every node full: much
+    /// faster than inserting one by one. The entries must be strictly
+    /// increasing by key; [`Error::Unsorted`] names the first that is not.
+    pub fn from_sorted(
+        entries: impl IntoIterator<Item = (K, V)>,
+        config: Config,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let (root, len) = bulk::build(entries, &config)?;
+        Ok(BTree {
+            tree: Tree::from_root(root, len, config),
+        })
+    }
+
+    /// The value of `key`, cloned.
+    pub fn get(&self, key: &K) -> Result<Option<V>, Error> {
+        self.get_with(key, |value| value.cloned())
+    }
+
+    /// Calls `f` with the value of `key` (or `None`) without cloning it.
+    ///
+    /// `f` runs while the bucket version it reads is pinned; keep it short.
+    pub fn get_with<R>(&self, key: &K, f: impl FnOnce(Option<&V>) -> R) -> Result<R, Error> {
+        let leaf = self.tree.seek(crate::engine::tree::Seek::Key(key))?;
+        let leaf = crate::engine::tree::leaf_of(&leaf);
+        Ok(f(leaf.keys.binary_search(key).ok().map(|i| &leaf.vals[i])))
+    }
+
+    /// True if `key` has a value.
+    pub fn contains_key(&self, key: &K) -> Result<bool, Error> {
+        self.get_with(key, |value| value.is_some())
+    }
+
+    /// Sets the value of `key`, returning the value it replaced.
+    pub fn insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
+        self.tree
+            .update(&key, |old| (Action::Put(value.clone()), old.cloned()))
+    }
+
+    /// Inserts only if `key` is absent (ZODB's `insert`). Returns `None` if it
+    /// inserted, or the present value (the tree unchanged).
+    pub fn try_insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
+        self.tree.update(&key, |old| match old {
+            Some(old) => (Action::Keep, Some(old.clone())),
+            None => (Action::Put(value.clone()), None),
+        })
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&self, key: &K) -> Result<Option<V>, Error> {
+        self.tree.update(key, |old| {
+            (
+                if old.is_some() {
+                    Action::Remove
+                } else {
+                    Action::Keep
+                },
+                old.cloned(),
+            )
+        })
+    }
+
+    /// Atomically sets `key` to `new` if its value is `expected` (`None`
+    /// meaning absent; a `new` of `None` removes). On a mismatch nothing
+    /// changes and the error holds the value found.
+    pub fn compare_and_swap(
+        &self,
+        key: K,
+        expected: Option<&V>,
+        new: Option<V>,
+    ) -> Result<Result<(), CompareAndSwapError<V>>, Error>
+    where
+        V: PartialEq,
+    {
+        self.tree.update(&key, |current| {
+            if current != expected {
+                let error = CompareAndSwapError {
+                    current: current.cloned(),
+                    proposed: new.clone(),
+                };
+                return (Action::Keep, Err(error));
+            }
+            match &new {
+                Some(value) => (Action::Put(value.clone()), Ok(())),
+                None => (Action::Remove, Ok(())),
+            }
+        })
+    }
+
+    /// Iterates over the entries with keys in `range`, in key order (`.rev()`
+    /// for descending). Any bounds work, both ends excluded too; a start
+    /// beyond the end yields nothing (where `std`'s `BTreeMap` panics).
+    pub fn range<R: RangeBounds<K>>(&self, range: R) -> Range<'_, K, V> {
+        Range::new(
+            &self.tree,
+            range.start_bound().cloned(),
+            range.end_bound().cloned(),
+        )
+    }
+
+    /// Iterates over all entries in key order.
+    pub fn iter(&self) -> Range<'_, K, V> {
+        Range::new(&self.tree, Bound::Unbounded, Bound::Unbounded)
+    }
+
+    /// The entry with the smallest key.
+    pub fn first_key_value(&self) -> Result<Option<(K, V)>, Error> {
+        self.iter().next().transpose()
+    }
+
+    /// The entry with the largest key.
+    pub fn last_key_value(&self) -> Result<Option<(K, V)>, Error> {
+        self.iter().next_back().transpose()
+    }
+
+    /// Removes and returns the entry with the smallest key (ZODB's
+    /// `popitem`). Under concurrent inserts of smaller keys it removes the
+    /// smallest of some moment during the call.
+    pub fn pop_first(&self) -> Result<Option<(K, V)>, Error> {
+        self.tree.pop(false)
+    }
+
+    /// Removes and returns the entry with the largest key.
+    pub fn pop_last(&self) -> Result<Option<(K, V)>, Error> {
+        self.tree.pop(true)
+    }
+
+    /// Inserts every entry, in order; stops at the first error.
+    pub fn extend(&self, entries: impl IntoIterator<Item = (K, V)>) -> Result<(), Error> {
+        entries
+            .into_iter()
+            .try_for_each(|(key, value)| self.insert(key, value).map(drop))
+    }
+
+    /// Checks every structural invariant and reports each violation. Meant
+    /// for tests and repair tools; run it when no writes are in flight.
+    pub fn verify(&self) -> Result<Report, Error>
+    where
+        K: fmt::Debug,
+    {
+        crate::verify::verify(&self.tree)
+    }
+}
+
+impl<K, V> BTree<K, V> {
+    /// The number of entries: exact when no write is in flight. O(stripes),
+    /// not O(n); writers never share a counter.
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// True if the tree holds no entry (when no write is in flight).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The configuration the tree was built with.
+    pub fn config(&self) -> &Config {
+        self.tree.config()
+    }
+}
+
+impl<K: Ord + Clone, V: Clone> Default for BTree<K, V> {
+    fn default() -> Self {
+        BTree::new()
+    }
+}
+
+impl<K: Ord + Clone, V: Clone> FromIterator<(K, V)> for BTree<K, V> {
+    /// Sorts the entries (the last value wins for a repeated key) and
+    /// bulk-loads them.
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        let mut entries: Vec<(K, V)> = entries.into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0)); // stable: equal keys keep their order
+        let mut unique: Vec<(K, V)> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match unique.last_mut() {
+                Some(last) if last.0 == entry.0 => *last = entry,
+                _ => unique.push(entry),
+            }
+        }
+        let (root, len) =
+            bulk::build(unique, &Config::new()).expect("sorted and deduplicated above");
+        BTree {
+            tree: Tree::from_root(root, len, Config::new()),
+        }
+    }
+}
+
+impl<K: Ord + Clone + fmt::Debug, V: Clone + fmt::Debug> fmt::Debug for BTree<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for entry in self.iter() {
+            match entry {
+                Ok((key, value)) => map.entry(&key, &value),
+                Err(error) => map.entry(&"<error>", &error),
+            };
+        }
+        map.finish()
+    }
+}

@@ -1,0 +1,296 @@
+//! `verify`: a full structural check that reports every violation, as ZODB's
+//! `BTrees.check` does.
+//!
+//! It walks each level twice over, along the right links and through the
+//! parents' child lists, and checks that the two agree with each other and
+//! with the node invariants of `engine/node.rs`. Run it when no writes are in
+//! flight: under concurrent writes it may report states that were never
+//! wrong at any one moment (a length that lags, for instance).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::Error;
+use crate::engine::node::{Body, Node};
+use crate::engine::slot::{NodeArc, Slot};
+use crate::engine::tree::Tree;
+
+/// What [`BTree::verify`](crate::BTree::verify) found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Levels above the leaves (0 for a tree that is one leaf).
+    pub height: u32,
+    /// Nodes on all levels.
+    pub nodes: usize,
+    /// Entries in all leaves.
+    pub entries: usize,
+    /// Nodes reachable only through a right link because their separator
+    /// has not been posted to the level above. Legal in a B-link tree (they
+    /// are found by moving right) but, when no write is in flight, a sign
+    /// that a split's second step was interrupted.
+    pub unposted: usize,
+    /// Every broken invariant, one line each.
+    pub violations: Vec<String>,
+}
+
+impl Report {
+    /// True if no invariant is broken.
+    pub fn is_ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "height {}, {} nodes, {} entries, {} unposted separators, {} violations",
+            self.height,
+            self.nodes,
+            self.entries,
+            self.unposted,
+            self.violations.len()
+        )?;
+        for violation in &self.violations {
+            write!(f, "\n  {violation}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One level of the tree in key order, as the right links give it.
+struct Level<K, V> {
+    slots: Vec<Arc<Slot<K, V>>>,
+    nodes: Vec<NodeArc<K, V>>,
+}
+
+pub(crate) fn verify<K, V>(tree: &Tree<K, V>) -> Result<Report, Error>
+where
+    K: Ord + Clone + fmt::Debug,
+    V: Clone,
+{
+    let mut report = Report::default();
+    let mut bad = |what: String| report.violations.push(what);
+    let config = tree.config().clone();
+    let mut level = chain(tree.root())?;
+    let height = level.nodes[0].level();
+    let (mut nodes, mut entries, mut unposted) = (0, 0, level.nodes.len() - 1);
+    for depth in (0..=height).rev() {
+        nodes += level.nodes.len();
+        check_level(&level, depth, &mut bad);
+        for (i, node) in level.nodes.iter().enumerate() {
+            let at = || format!("level {depth} node {i} [{:?}, {:?})", node.low, node.high);
+            let capacity = match &node.body {
+                Body::Leaf(leaf) => {
+                    entries += leaf.keys.len();
+                    if leaf.keys.len() != leaf.vals.len() {
+                        bad(format!(
+                            "{}: {} keys but {} values",
+                            at(),
+                            leaf.keys.len(),
+                            leaf.vals.len()
+                        ));
+                    }
+                    check_keys(&leaf.keys, node, false, &at, &mut bad);
+                    config.leaf_capacity
+                }
+                Body::Branch(branch) => {
+                    if branch.children.len() != branch.keys.len() + 1 {
+                        bad(format!(
+                            "{}: {} keys but {} children",
+                            at(),
+                            branch.keys.len(),
+                            branch.children.len()
+                        ));
+                    }
+                    check_keys(&branch.keys, node, true, &at, &mut bad);
+                    config.branch_capacity
+                }
+            };
+            if node.len() > capacity {
+                bad(format!(
+                    "{}: {} entries, over the capacity {capacity}",
+                    at(),
+                    node.len()
+                ));
+            }
+        }
+        if depth == 0 {
+            break;
+        }
+        let Some(first_child) = level.nodes[0].as_branch().and_then(|b| b.children.first()) else {
+            break; // reported by check_level
+        };
+        let below = chain(Arc::clone(first_child))?;
+        unposted += check_children(&level, &below, depth, &mut bad);
+        level = below;
+    }
+    if entries != tree.len() {
+        bad(format!(
+            "len() is {} but the leaves hold {entries} entries",
+            tree.len()
+        ));
+    }
+    (report.height, report.nodes, report.entries, report.unposted) =
+        (height, nodes, entries, unposted);
+    Ok(report)
+}
+
+/// The level that starts at `first`, along the right links.
+fn chain<K, V>(first: Arc<Slot<K, V>>) -> Result<Level<K, V>, Error> {
+    let mut level = Level {
+        slots: Vec::new(),
+        nodes: Vec::new(),
+    };
+    let mut next = Some(first);
+    while let Some(slot) = next {
+        let node = slot.node_arc()?;
+        next = node.right.clone();
+        level.slots.push(slot);
+        level.nodes.push(node);
+    }
+    Ok(level)
+}
+
+/// Right links and ranges: the level tiles the key space in order, and every
+/// node is on level `depth`.
+fn check_level<K: Ord + fmt::Debug, V>(
+    level: &Level<K, V>,
+    depth: u32,
+    bad: &mut impl FnMut(String),
+) {
+    let nodes = &level.nodes;
+    if let Some(low) = &nodes[0].low {
+        bad(format!(
+            "level {depth}: the leftmost node starts at {low:?}, not minus infinity"
+        ));
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        if node.level() != depth {
+            bad(format!(
+                "level {depth} node {i}: on level {}, heights differ",
+                node.level()
+            ));
+        }
+        if node.high.is_some() != node.right.is_some() {
+            bad(format!(
+                "level {depth} node {i}: high {:?} but right link {}",
+                node.high,
+                node.right.is_some()
+            ));
+        }
+        if let (Some(low), Some(high)) = (&node.low, &node.high) {
+            if low >= high {
+                bad(format!(
+                    "level {depth} node {i}: empty range [{low:?}, {high:?})"
+                ));
+            }
+        }
+        if let Some(next) = nodes.get(i + 1) {
+            if next.low != node.high {
+                bad(format!(
+                    "level {depth} node {i}: high {:?} but the right neighbour starts at {:?}",
+                    node.high, next.low
+                ));
+            }
+        }
+    }
+}
+
+/// Keys strictly increasing and inside the node's range (strictly above
+/// `low` for a branch: its first child starts at `low`).
+fn check_keys<K: Ord + fmt::Debug, V>(
+    keys: &[K],
+    node: &Node<K, V>,
+    branch: bool,
+    at: &dyn Fn() -> String,
+    bad: &mut impl FnMut(String),
+) {
+    if let Some(i) = keys.windows(2).position(|pair| pair[0] >= pair[1]) {
+        bad(format!(
+            "{}: keys {:?} and {:?} out of order",
+            at(),
+            keys[i],
+            keys[i + 1]
+        ));
+    }
+    if let (Some(low), Some(first)) = (&node.low, keys.first()) {
+        if first < low || (branch && first == low) {
+            bad(format!("{}: key {first:?} below the node's range", at()));
+        }
+    }
+    if let (Some(high), Some(last)) = (&node.high, keys.last()) {
+        if last >= high {
+            bad(format!(
+                "{}: key {last:?} at or above the node's high key",
+                at()
+            ));
+        }
+    }
+}
+
+/// The parents' child lists against the level below: children appear on the
+/// level in order, each starts where its separator says, and the run of
+/// right links from a child ends where the next separator begins. Returns
+/// how many nodes below are reachable only by right links (unposted).
+fn check_children<K: Ord + fmt::Debug, V>(
+    parents: &Level<K, V>,
+    below: &Level<K, V>,
+    depth: u32,
+    bad: &mut impl FnMut(String),
+) -> usize {
+    let position: HashMap<*const Slot<K, V>, usize> = below
+        .slots
+        .iter()
+        .enumerate()
+        .map(|(i, slot)| (Arc::as_ptr(slot), i))
+        .collect();
+    // (label, position below, expected low, expected high at the run's end)
+    let mut children = Vec::new();
+    for (p, parent) in parents.nodes.iter().enumerate() {
+        let Some(branch) = parent.as_branch() else {
+            continue;
+        };
+        for (c, child) in branch.children.iter().enumerate() {
+            let at = format!("level {depth} node {p} child {c}");
+            let Some(&i) = position.get(&Arc::as_ptr(child)) else {
+                bad(format!(
+                    "{at}: not on the right-link chain of level {}",
+                    depth - 1
+                ));
+                continue;
+            };
+            let low = if c == 0 {
+                parent.low.as_ref()
+            } else {
+                branch.keys.get(c - 1)
+            };
+            let high = branch.keys.get(c).or(parent.high.as_ref());
+            children.push((at, i, low, high));
+        }
+    }
+    for (k, (at, i, low, high)) in children.iter().enumerate() {
+        let run_end = children.get(k + 1).map_or(below.nodes.len(), |next| next.1);
+        if run_end <= *i || (k == 0 && *i != 0) {
+            bad(format!(
+                "{at}: out of order on level {} (position {i})",
+                depth - 1
+            ));
+            continue;
+        }
+        if below.nodes[*i].low.as_ref() != *low {
+            bad(format!(
+                "{at}: starts at {:?}, its separator says {low:?}",
+                below.nodes[*i].low
+            ));
+        }
+        if below.nodes[run_end - 1].high.as_ref() != *high {
+            bad(format!(
+                "{at}: its run ends at {:?}, the parent says {high:?}",
+                below.nodes[run_end - 1].high
+            ));
+        }
+    }
+    below.nodes.len().saturating_sub(children.len())
+}
