@@ -32,10 +32,7 @@ impl Config {
 
     /// The defaults.
     pub fn new() -> Config {
-        Config {
-            leaf_capacity: Self::DEFAULT_LEAF_CAPACITY,
-            branch_capacity: Self::DEFAULT_BRANCH_CAPACITY,
-        }
+        Config { leaf_capacity: Self::DEFAULT_LEAF_CAPACITY, branch_capacity: Self::DEFAULT_BRANCH_CAPACITY }
     }
 
     /// Most entries per bucket; at least 2. Tiny values make deep trees,
@@ -53,15 +50,7 @@ impl Config {
 
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let check = |setting, value, min| {
-            if value < min {
-                Err(Error::InvalidConfig {
-                    setting,
-                    value,
-                    min,
-                })
-            } else {
-                Ok(())
-            }
+            if value < min { Err(Error::InvalidConfig { setting, value, min }) } else { Ok(()) }
         };
         check("leaf_capacity", self.leaf_capacity, 2)?;
         check("branch_capacity", self.branch_capacity, 3)

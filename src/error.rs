@@ -31,15 +31,8 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidConfig {
-                setting,
-                value,
-                min,
-            } => {
-                write!(
-                    f,
-                    "invalid config: {setting} is {value}, it must be at least {min}"
-                )
+            Error::InvalidConfig { setting, value, min } => {
+                write!(f, "invalid config: {setting} is {value}, it must be at least {min}")
             }
             Error::Unsorted { index } => write!(
                 f,

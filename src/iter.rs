@@ -58,19 +58,10 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
         // an inverted one; ZODB returns nothing, and so do we).
         let done = match (&start, &end) {
             (Bound::Included(s), Bound::Included(e)) => s > e,
-            (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {
-                s >= e
-            }
+            (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => s >= e,
             _ => false,
         };
-        Range {
-            tree,
-            start,
-            end,
-            front: None,
-            back: None,
-            done,
-        }
+        Range { tree, start, end, front: None, back: None, done }
     }
 
     /// The last key yielded from the front, if any.
@@ -113,9 +104,7 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
                 Bound::Excluded(start) => (start, false),
             };
             let leaf = self.tree.seek(Seek::Key(start))?.into_arc();
-            let at = leaf_of(&leaf)
-                .keys
-                .partition_point(|k| if inclusive { k < start } else { k <= start });
+            let at = leaf_of(&leaf).keys.partition_point(|k| if inclusive { k < start } else { k <= start });
             return Ok(Some((leaf, at)));
         };
         let (Some(high), Some(right)) = (&leaf.high, &leaf.right) else {

@@ -34,31 +34,22 @@ pub struct CompareAndSwapError<V> {
 impl<K: Ord + Clone, V: Clone> BTree<K, V> {
     /// An empty tree with the default [`Config`].
     pub fn new() -> Self {
-        BTree {
-            tree: Tree::new(Config::new()),
-        }
+        BTree { tree: Tree::new(Config::new()) }
     }
 
     /// An empty tree shaped by `config`. Fails if a setting is out of range.
     pub fn with_config(config: Config) -> Result<Self, Error> {
         config.validate()?;
-        Ok(BTree {
-            tree: Tree::new(config),
-        })
+        Ok(BTree { tree: Tree::new(config) })
     }
 
     /// A tree holding `entries`, built bottom-up with every node full: much
     /// faster than inserting one by one. The entries must be strictly
     /// increasing by key; [`Error::Unsorted`] names the first that is not.
-    pub fn from_sorted(
-        entries: impl IntoIterator<Item = (K, V)>,
-        config: Config,
-    ) -> Result<Self, Error> {
+    pub fn from_sorted(entries: impl IntoIterator<Item = (K, V)>, config: Config) -> Result<Self, Error> {
         config.validate()?;
         let (root, len) = bulk::build(entries, &config)?;
-        Ok(BTree {
-            tree: Tree::from_root(root, len, config),
-        })
+        Ok(BTree { tree: Tree::from_root(root, len, config) })
     }
 
     /// The value of `key`, cloned.
@@ -82,8 +73,7 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
 
     /// Sets the value of `key`, returning the value it replaced.
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
-        self.tree
-            .update(&key, |old| (Action::Put(value.clone()), old.cloned()))
+        self.tree.update(&key, |old| (Action::Put(value.clone()), old.cloned()))
     }
 
     /// Inserts only if `key` is absent (ZODB's `insert`). Returns `None` if it
@@ -97,16 +87,7 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
 
     /// Removes `key`, returning its value.
     pub fn remove(&self, key: &K) -> Result<Option<V>, Error> {
-        self.tree.update(key, |old| {
-            (
-                if old.is_some() {
-                    Action::Remove
-                } else {
-                    Action::Keep
-                },
-                old.cloned(),
-            )
-        })
+        self.tree.update(key, |old| (if old.is_some() { Action::Remove } else { Action::Keep }, old.cloned()))
     }
 
     /// Atomically sets `key` to `new` if its value is `expected` (`None`
@@ -123,10 +104,7 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
     {
         self.tree.update(&key, |current| {
             if current != expected {
-                let error = CompareAndSwapError {
-                    current: current.cloned(),
-                    proposed: new.clone(),
-                };
+                let error = CompareAndSwapError { current: current.cloned(), proposed: new.clone() };
                 return (Action::Keep, Err(error));
             }
             match &new {
@@ -140,11 +118,7 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
     /// for descending). Any bounds work, both ends excluded too; a start
     /// beyond the end yields nothing (where `std`'s `BTreeMap` panics).
     pub fn range<R: RangeBounds<K>>(&self, range: R) -> Range<'_, K, V> {
-        Range::new(
-            &self.tree,
-            range.start_bound().cloned(),
-            range.end_bound().cloned(),
-        )
+        Range::new(&self.tree, range.start_bound().cloned(), range.end_bound().cloned())
     }
 
     /// Iterates over all entries in key order.
@@ -176,9 +150,7 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
 
     /// Inserts every entry, in order; stops at the first error.
     pub fn extend(&self, entries: impl IntoIterator<Item = (K, V)>) -> Result<(), Error> {
-        entries
-            .into_iter()
-            .try_for_each(|(key, value)| self.insert(key, value).map(drop))
+        entries.into_iter().try_for_each(|(key, value)| self.insert(key, value).map(drop))
     }
 
     /// Checks every structural invariant and reports each violation. Meant
@@ -228,11 +200,8 @@ impl<K: Ord + Clone, V: Clone> FromIterator<(K, V)> for BTree<K, V> {
                 _ => unique.push(entry),
             }
         }
-        let (root, len) =
-            bulk::build(unique, &Config::new()).expect("sorted and deduplicated above");
-        BTree {
-            tree: Tree::from_root(root, len, Config::new()),
-        }
+        let (root, len) = bulk::build(unique, &Config::new()).expect("sorted and deduplicated above");
+        BTree { tree: Tree::from_root(root, len, Config::new()) }
     }
 }
 

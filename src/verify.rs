@@ -85,12 +85,7 @@ where
                 Body::Leaf(leaf) => {
                     entries += leaf.keys.len();
                     if leaf.keys.len() != leaf.vals.len() {
-                        bad(format!(
-                            "{}: {} keys but {} values",
-                            at(),
-                            leaf.keys.len(),
-                            leaf.vals.len()
-                        ));
+                        bad(format!("{}: {} keys but {} values", at(), leaf.keys.len(), leaf.vals.len()));
                     }
                     check_keys(&leaf.keys, node, false, &at, &mut bad);
                     config.leaf_capacity
@@ -109,11 +104,7 @@ where
                 }
             };
             if node.len() > capacity {
-                bad(format!(
-                    "{}: {} entries, over the capacity {capacity}",
-                    at(),
-                    node.len()
-                ));
+                bad(format!("{}: {} entries, over the capacity {capacity}", at(), node.len()));
             }
         }
         if depth == 0 {
@@ -127,22 +118,15 @@ where
         level = below;
     }
     if entries != tree.len() {
-        bad(format!(
-            "len() is {} but the leaves hold {entries} entries",
-            tree.len()
-        ));
+        bad(format!("len() is {} but the leaves hold {entries} entries", tree.len()));
     }
-    (report.height, report.nodes, report.entries, report.unposted) =
-        (height, nodes, entries, unposted);
+    (report.height, report.nodes, report.entries, report.unposted) = (height, nodes, entries, unposted);
     Ok(report)
 }
 
 /// The level that starts at `first`, along the right links.
 fn chain<K, V>(first: Arc<Slot<K, V>>) -> Result<Level<K, V>, Error> {
-    let mut level = Level {
-        slots: Vec::new(),
-        nodes: Vec::new(),
-    };
+    let mut level = Level { slots: Vec::new(), nodes: Vec::new() };
     let mut next = Some(first);
     while let Some(slot) = next {
         let node = slot.node_arc()?;
@@ -155,23 +139,14 @@ fn chain<K, V>(first: Arc<Slot<K, V>>) -> Result<Level<K, V>, Error> {
 
 /// Right links and ranges: the level tiles the key space in order, and every
 /// node is on level `depth`.
-fn check_level<K: Ord + fmt::Debug, V>(
-    level: &Level<K, V>,
-    depth: u32,
-    bad: &mut impl FnMut(String),
-) {
+fn check_level<K: Ord + fmt::Debug, V>(level: &Level<K, V>, depth: u32, bad: &mut impl FnMut(String)) {
     let nodes = &level.nodes;
     if let Some(low) = &nodes[0].low {
-        bad(format!(
-            "level {depth}: the leftmost node starts at {low:?}, not minus infinity"
-        ));
+        bad(format!("level {depth}: the leftmost node starts at {low:?}, not minus infinity"));
     }
     for (i, node) in nodes.iter().enumerate() {
         if node.level() != depth {
-            bad(format!(
-                "level {depth} node {i}: on level {}, heights differ",
-                node.level()
-            ));
+            bad(format!("level {depth} node {i}: on level {}, heights differ", node.level()));
         }
         if node.high.is_some() != node.right.is_some() {
             bad(format!(
@@ -182,9 +157,7 @@ fn check_level<K: Ord + fmt::Debug, V>(
         }
         if let (Some(low), Some(high)) = (&node.low, &node.high) {
             if low >= high {
-                bad(format!(
-                    "level {depth} node {i}: empty range [{low:?}, {high:?})"
-                ));
+                bad(format!("level {depth} node {i}: empty range [{low:?}, {high:?})"));
             }
         }
         if let Some(next) = nodes.get(i + 1) {
@@ -208,12 +181,7 @@ fn check_keys<K: Ord + fmt::Debug, V>(
     bad: &mut impl FnMut(String),
 ) {
     if let Some(i) = keys.windows(2).position(|pair| pair[0] >= pair[1]) {
-        bad(format!(
-            "{}: keys {:?} and {:?} out of order",
-            at(),
-            keys[i],
-            keys[i + 1]
-        ));
+        bad(format!("{}: keys {:?} and {:?} out of order", at(), keys[i], keys[i + 1]));
     }
     if let (Some(low), Some(first)) = (&node.low, keys.first()) {
         if first < low || (branch && first == low) {
@@ -222,10 +190,7 @@ fn check_keys<K: Ord + fmt::Debug, V>(
     }
     if let (Some(high), Some(last)) = (&node.high, keys.last()) {
         if last >= high {
-            bad(format!(
-                "{}: key {last:?} at or above the node's high key",
-                at()
-            ));
+            bad(format!("{}: key {last:?} at or above the node's high key", at()));
         }
     }
 }
@@ -240,12 +205,8 @@ fn check_children<K: Ord + fmt::Debug, V>(
     depth: u32,
     bad: &mut impl FnMut(String),
 ) -> usize {
-    let position: HashMap<*const Slot<K, V>, usize> = below
-        .slots
-        .iter()
-        .enumerate()
-        .map(|(i, slot)| (Arc::as_ptr(slot), i))
-        .collect();
+    let position: HashMap<*const Slot<K, V>, usize> =
+        below.slots.iter().enumerate().map(|(i, slot)| (Arc::as_ptr(slot), i)).collect();
     // (label, position below, expected low, expected high at the run's end)
     let mut children = Vec::new();
     for (p, parent) in parents.nodes.iter().enumerate() {
@@ -255,17 +216,10 @@ fn check_children<K: Ord + fmt::Debug, V>(
         for (c, child) in branch.children.iter().enumerate() {
             let at = format!("level {depth} node {p} child {c}");
             let Some(&i) = position.get(&Arc::as_ptr(child)) else {
-                bad(format!(
-                    "{at}: not on the right-link chain of level {}",
-                    depth - 1
-                ));
+                bad(format!("{at}: not on the right-link chain of level {}", depth - 1));
                 continue;
             };
-            let low = if c == 0 {
-                parent.low.as_ref()
-            } else {
-                branch.keys.get(c - 1)
-            };
+            let low = if c == 0 { parent.low.as_ref() } else { branch.keys.get(c - 1) };
             let high = branch.keys.get(c).or(parent.high.as_ref());
             children.push((at, i, low, high));
         }
@@ -273,17 +227,11 @@ fn check_children<K: Ord + fmt::Debug, V>(
     for (k, (at, i, low, high)) in children.iter().enumerate() {
         let run_end = children.get(k + 1).map_or(below.nodes.len(), |next| next.1);
         if run_end <= *i || (k == 0 && *i != 0) {
-            bad(format!(
-                "{at}: out of order on level {} (position {i})",
-                depth - 1
-            ));
+            bad(format!("{at}: out of order on level {} (position {i})", depth - 1));
             continue;
         }
         if below.nodes[*i].low.as_ref() != *low {
-            bad(format!(
-                "{at}: starts at {:?}, its separator says {low:?}",
-                below.nodes[*i].low
-            ));
+            bad(format!("{at}: starts at {:?}, its separator says {low:?}", below.nodes[*i].low));
         }
         if below.nodes[run_end - 1].high.as_ref() != *high {
             bad(format!(

@@ -55,20 +55,10 @@ pub(crate) fn build<K: Ord + Clone, V>(
             let low = group[0].0.clone();
             let keys = group[1..]
                 .iter()
-                .map(|(low, _)| {
-                    low.clone()
-                        .expect("only the first node of a level is unbounded below")
-                })
+                .map(|(low, _)| low.clone().expect("only the first node of a level is unbounded below"))
                 .collect();
             let children = group.into_iter().map(|(_, slot)| slot).collect();
-            branches.push((
-                low,
-                Body::Branch(Branch {
-                    level: height,
-                    keys,
-                    children,
-                }),
-            ));
+            branches.push((low, Body::Branch(Branch { level: height, keys, children })));
         }
         level = link(branches);
     }
@@ -90,12 +80,7 @@ fn link<K: Clone, V>(bodies: Vec<(Option<K>, Body<K, V>)>) -> Vec<(Option<K>, Ar
         .into_iter()
         .rev()
         .map(|(low, body)| {
-            let slot = Slot::new(Node {
-                low: low.clone(),
-                high: high.take(),
-                right: right.take(),
-                body,
-            });
+            let slot = Slot::new(Node { low: low.clone(), high: high.take(), right: right.take(), body });
             high = low.clone();
             right = Some(Arc::clone(&slot));
             (low, slot)

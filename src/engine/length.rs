@@ -26,13 +26,8 @@ impl Length {
         // index be a mask.
         let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
         let count = (cores * 2).next_power_of_two().min(64);
-        let stripes: Box<[_]> = (0..count)
-            .map(|_| CachePadded::new(AtomicIsize::new(0)))
-            .collect();
-        stripes[0].store(
-            isize::try_from(initial).unwrap_or(isize::MAX),
-            Ordering::Relaxed,
-        );
+        let stripes: Box<[_]> = (0..count).map(|_| CachePadded::new(AtomicIsize::new(0))).collect();
+        stripes[0].store(isize::try_from(initial).unwrap_or(isize::MAX), Ordering::Relaxed);
         Length { stripes }
     }
 

@@ -114,12 +114,7 @@ impl<K: Ord + Clone, V: Clone> Node<K, V> {
     /// its level; that node then splits unevenly (the left half full), so
     /// ascending inserts fill nodes as a bulk load does instead of leaving
     /// them half empty.
-    pub(crate) fn rebuild(
-        &self,
-        body: Body<K, V>,
-        capacity: usize,
-        appended: bool,
-    ) -> Rebuilt<K, V> {
+    pub(crate) fn rebuild(&self, body: Body<K, V>, capacity: usize, appended: bool) -> Rebuilt<K, V> {
         let len = match &body {
             Body::Leaf(leaf) => leaf.keys.len(),
             Body::Branch(branch) => branch.children.len(),
@@ -132,11 +127,7 @@ impl<K: Ord + Clone, V: Clone> Node<K, V> {
                 body,
             });
         }
-        let at = if appended && self.high.is_none() {
-            capacity
-        } else {
-            len / 2
-        };
+        let at = if appended && self.high.is_none() { capacity } else { len / 2 };
         let (left_body, separator, right_body) = body.split(at);
         let right = Slot::new(Node {
             low: Some(separator.clone()),
@@ -150,11 +141,7 @@ impl<K: Ord + Clone, V: Clone> Node<K, V> {
             right: Some(Arc::clone(&right)),
             body: left_body,
         };
-        Rebuilt::Split {
-            left,
-            separator,
-            right,
-        }
+        Rebuilt::Split { left, separator, right }
     }
 }
 
@@ -164,47 +151,22 @@ impl<K: Clone, V: Clone> Body<K, V> {
     fn split(self, at: usize) -> (Body<K, V>, K, Body<K, V>) {
         match self {
             Body::Leaf(Leaf { mut keys, mut vals }) => {
-                let right = Leaf {
-                    keys: keys.split_off(at),
-                    vals: vals.split_off(at),
-                };
+                let right = Leaf { keys: keys.split_off(at), vals: vals.split_off(at) };
                 keys.shrink_to_fit();
                 vals.shrink_to_fit();
                 let separator = right.keys[0].clone();
-                (
-                    Body::Leaf(Leaf { keys, vals }),
-                    separator,
-                    Body::Leaf(right),
-                )
+                (Body::Leaf(Leaf { keys, vals }), separator, Body::Leaf(right))
             }
-            Body::Branch(Branch {
-                level,
-                mut keys,
-                mut children,
-            }) => {
+            Body::Branch(Branch { level, mut keys, mut children }) => {
                 // Children [0, at) stay left; keys[at - 1] moves up as the
                 // separator; children [at, ..) and keys [at, ..) go right.
                 let right_children = children.split_off(at);
                 let right_keys = keys.split_off(at);
-                let separator = keys
-                    .pop()
-                    .expect("a branch split leaves the left half a key");
+                let separator = keys.pop().expect("a branch split leaves the left half a key");
                 keys.shrink_to_fit();
                 children.shrink_to_fit();
-                let right = Branch {
-                    level,
-                    keys: right_keys,
-                    children: right_children,
-                };
-                (
-                    Body::Branch(Branch {
-                        level,
-                        keys,
-                        children,
-                    }),
-                    separator,
-                    Body::Branch(right),
-                )
+                let right = Branch { level, keys: right_keys, children: right_children };
+                (Body::Branch(Branch { level, keys, children }), separator, Body::Branch(right))
             }
         }
     }
@@ -213,28 +175,19 @@ impl<K: Clone, V: Clone> Body<K, V> {
 impl<K: Clone, V: Clone> Leaf<K, V> {
     /// A copy with `(key, value)` inserted at `index`.
     pub(crate) fn with_entry(&self, index: usize, key: K, value: V) -> Leaf<K, V> {
-        Leaf {
-            keys: inserted(&self.keys, index, key),
-            vals: inserted(&self.vals, index, value),
-        }
+        Leaf { keys: inserted(&self.keys, index, key), vals: inserted(&self.vals, index, value) }
     }
 
     /// A copy with the value at `index` replaced.
     pub(crate) fn with_value(&self, index: usize, value: V) -> Leaf<K, V> {
         let mut vals = self.vals.clone();
         vals[index] = value;
-        Leaf {
-            keys: self.keys.clone(),
-            vals,
-        }
+        Leaf { keys: self.keys.clone(), vals }
     }
 
     /// A copy without the entry at `index`.
     pub(crate) fn without(&self, index: usize) -> Leaf<K, V> {
-        Leaf {
-            keys: removed(&self.keys, index),
-            vals: removed(&self.vals, index),
-        }
+        Leaf { keys: removed(&self.keys, index), vals: removed(&self.vals, index) }
     }
 }
 

@@ -39,9 +39,7 @@ impl<K, V> State<K, V> {
 
 impl<K, V> Slot<K, V> {
     pub(crate) fn new(node: Node<K, V>) -> Arc<Slot<K, V>> {
-        Arc::new(Slot {
-            state: AtomicArc::new(Arc::new(State::Loaded(node))),
-        })
+        Arc::new(Slot { state: AtomicArc::new(Arc::new(State::Loaded(node))) })
     }
 
     /// The current version, behind a short-lived guard: hold it for one step
@@ -61,8 +59,7 @@ impl<K, V> Slot<K, V> {
     /// it did. A `false` means another write won the race: reread the slot.
     #[inline]
     pub(crate) fn replace(&self, current: &NodeRef<K, V>, new: Node<K, V>) -> bool {
-        self.state
-            .compare_exchange(current.state(), Arc::new(State::Loaded(new)))
+        self.state.compare_exchange(current.state(), Arc::new(State::Loaded(new)))
     }
 }
 

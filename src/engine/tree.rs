@@ -147,20 +147,13 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             low: None,
             high: None,
             right: None,
-            body: Body::Leaf(Leaf {
-                keys: Vec::new(),
-                vals: Vec::new(),
-            }),
+            body: Body::Leaf(Leaf { keys: Vec::new(), vals: Vec::new() }),
         };
         Tree::from_root(Slot::new(leaf), 0, config)
     }
 
     pub(crate) fn from_root(root: Arc<Slot<K, V>>, len: usize, config: Config) -> Tree<K, V> {
-        Tree {
-            root: AtomicArc::new(root),
-            len: Length::new(len),
-            config,
-        }
+        Tree { root: AtomicArc::new(root), len: Length::new(len), config }
     }
 
     /// The leaf the target lies in, for reading.
@@ -193,11 +186,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 }
             }
             let Some(branch) = node.as_branch().filter(|_| node.level() > level) else {
-                return Ok(Found {
-                    slot,
-                    node,
-                    moved_right,
-                });
+                return Ok(Found { slot, node, moved_right });
             };
             let child_slot = &branch.children[to.child(branch)];
             let child = child_slot.node()?;
@@ -216,11 +205,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         key: &K,
         mut decide: impl FnMut(Option<&V>) -> (Action<V>, R),
     ) -> Result<R, Error> {
-        let Found {
-            mut slot,
-            mut node,
-            mut moved_right,
-        } = self.descend::<true>(Seek::Key(key), 0)?;
+        let Found { mut slot, mut node, mut moved_right } = self.descend::<true>(Seek::Key(key), 0)?;
         loop {
             let leaf = leaf_of(&node);
             let found = leaf.keys.binary_search(key);
@@ -228,11 +213,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             let (body, delta, appended) = match (action, found) {
                 (Action::Keep, _) | (Action::Remove, Err(_)) => return Ok(result),
                 (Action::Put(value), Ok(i)) => (leaf.with_value(i, value), 0, false),
-                (Action::Put(value), Err(i)) => (
-                    leaf.with_entry(i, key.clone(), value),
-                    1,
-                    i == leaf.keys.len(),
-                ),
+                (Action::Put(value), Err(i)) => {
+                    (leaf.with_entry(i, key.clone(), value), 1, i == leaf.keys.len())
+                }
                 (Action::Remove, Ok(i)) => (leaf.without(i), -1, false),
             };
             if self.publish(&slot, &node, Body::Leaf(body), appended) {
@@ -301,24 +284,14 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// Publishes `body` as the successor of `current` in `slot`, splitting
     /// it if it overflows. Returns false if `current` was no longer the
     /// slot's version (nothing changed).
-    fn publish(
-        &self,
-        slot: &Slot<K, V>,
-        current: &NodeRef<K, V>,
-        body: Body<K, V>,
-        appended: bool,
-    ) -> bool {
+    fn publish(&self, slot: &Slot<K, V>, current: &NodeRef<K, V>, body: Body<K, V>, appended: bool) -> bool {
         let capacity = match body {
             Body::Leaf(_) => self.config.leaf_capacity,
             Body::Branch(_) => self.config.branch_capacity,
         };
         match current.rebuild(body, capacity, appended) {
             Rebuilt::Fits(node) => slot.replace(current, node),
-            Rebuilt::Split {
-                left,
-                separator,
-                right,
-            } => {
+            Rebuilt::Split { left, separator, right } => {
                 if !slot.replace(current, left) {
                     return false;
                 }
@@ -369,9 +342,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 continue;
             }
             drop((top, root));
-            let Found {
-                mut slot, mut node, ..
-            } = self.descend::<true>(Seek::Key(&separator), level + 1)?;
+            let Found { mut slot, mut node, .. } = self.descend::<true>(Seek::Key(&separator), level + 1)?;
             loop {
                 let Some((body, appended)) = with_separator(&node, &separator, &right) else {
                     return Ok(()); // posted already
@@ -382,11 +353,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                             return Ok(());
                         }
                     }
-                    Rebuilt::Split {
-                        left,
-                        separator: up,
-                        right: up_right,
-                    } => {
+                    Rebuilt::Split { left, separator: up, right: up_right } => {
                         if slot.replace(&node, left) {
                             (level, separator, right) = (level + 1, up, up_right);
                             continue 'levels;
