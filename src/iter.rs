@@ -33,6 +33,9 @@ use crate::Error;
 use crate::engine::slot::NodeArc;
 use crate::engine::tree::{Seek, Tree, leaf_of};
 
+/// One end of a range: a leaf version and a position in it.
+type Cursor<K, V> = (NodeArc<K, V>, usize);
+
 /// An iterator over a key range of a [`BTree`](crate::BTree), in both
 /// directions. Made by [`BTree::range`](crate::BTree::range) and
 /// [`BTree::iter`](crate::BTree::iter).
@@ -45,10 +48,10 @@ pub struct Range<'a, K, V> {
     end: Bound<K>,
     /// The front leaf and the index of the next entry to yield; entries
     /// before it were yielded (so `index >= 1` once anything was).
-    front: Option<(NodeArc<K, V>, usize)>,
+    front: Option<Cursor<K, V>>,
     /// The back leaf and the index of the last entry yielded; entries before
     /// it are still to come.
-    back: Option<(NodeArc<K, V>, usize)>,
+    back: Option<Cursor<K, V>>,
     done: bool,
 }
 
@@ -96,7 +99,7 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
 
     /// The front's next position: the first leaf, or the right neighbour of
     /// a used-up leaf. `None` when nothing can lie beyond.
-    fn next_front(&self) -> Result<Option<(NodeArc<K, V>, usize)>, Error> {
+    fn next_front(&self) -> Result<Option<Cursor<K, V>>, Error> {
         let Some((leaf, _)) = &self.front else {
             let (start, inclusive) = match &self.start {
                 Bound::Unbounded => return Ok(Some((self.tree.seek(Seek::First)?.into_arc(), 0))),
@@ -118,7 +121,7 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
 
     /// The back's next position: the last leaf, or the leaf left of a
     /// used-up one. `None` when nothing can lie before.
-    fn next_back_leaf(&self) -> Result<Option<(NodeArc<K, V>, usize)>, Error> {
+    fn next_back_leaf(&self) -> Result<Option<Cursor<K, V>>, Error> {
         let (seek, bound) = match &self.back {
             None => match &self.end {
                 Bound::Unbounded => (Seek::Last, None),
@@ -185,19 +188,19 @@ impl<K: Ord + Clone, V: Clone> Iterator for Range<'_, K, V> {
 impl<K: Ord + Clone, V: Clone> DoubleEndedIterator for Range<'_, K, V> {
     fn next_back(&mut self) -> Option<Self::Item> {
         while !self.done {
-            if let Some((leaf, index)) = &self.back {
-                if let Some(i) = index.checked_sub(1) {
-                    let leaf_body = leaf_of(leaf);
-                    let key = &leaf_body.keys[i];
-                    if !self.after_start(key) {
-                        break;
-                    }
-                    let entry = (key.clone(), leaf_body.vals[i].clone());
-                    if let Some((_, index)) = &mut self.back {
-                        *index = i;
-                    }
-                    return Some(Ok(entry));
+            if let Some((leaf, index)) = &self.back
+                && let Some(i) = index.checked_sub(1)
+            {
+                let leaf_body = leaf_of(leaf);
+                let key = &leaf_body.keys[i];
+                if !self.after_start(key) {
+                    break;
                 }
+                let entry = (key.clone(), leaf_body.vals[i].clone());
+                if let Some((_, index)) = &mut self.back {
+                    *index = i;
+                }
+                return Some(Ok(entry));
             }
             match self.next_back_leaf() {
                 Ok(Some(back)) => self.back = Some(back),

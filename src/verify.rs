@@ -155,18 +155,18 @@ fn check_level<K: Ord + fmt::Debug, V>(level: &Level<K, V>, depth: u32, bad: &mu
                 node.right.is_some()
             ));
         }
-        if let (Some(low), Some(high)) = (&node.low, &node.high) {
-            if low >= high {
-                bad(format!("level {depth} node {i}: empty range [{low:?}, {high:?})"));
-            }
+        if let (Some(low), Some(high)) = (&node.low, &node.high)
+            && low >= high
+        {
+            bad(format!("level {depth} node {i}: empty range [{low:?}, {high:?})"));
         }
-        if let Some(next) = nodes.get(i + 1) {
-            if next.low != node.high {
-                bad(format!(
-                    "level {depth} node {i}: high {:?} but the right neighbour starts at {:?}",
-                    node.high, next.low
-                ));
-            }
+        if let Some(next) = nodes.get(i + 1)
+            && next.low != node.high
+        {
+            bad(format!(
+                "level {depth} node {i}: high {:?} but the right neighbour starts at {:?}",
+                node.high, next.low
+            ));
         }
     }
 }
@@ -183,15 +183,15 @@ fn check_keys<K: Ord + fmt::Debug, V>(
     if let Some(i) = keys.windows(2).position(|pair| pair[0] >= pair[1]) {
         bad(format!("{}: keys {:?} and {:?} out of order", at(), keys[i], keys[i + 1]));
     }
-    if let (Some(low), Some(first)) = (&node.low, keys.first()) {
-        if first < low || (branch && first == low) {
-            bad(format!("{}: key {first:?} below the node's range", at()));
-        }
+    if let (Some(low), Some(first)) = (&node.low, keys.first())
+        && (first < low || (branch && first == low))
+    {
+        bad(format!("{}: key {first:?} below the node's range", at()));
     }
-    if let (Some(high), Some(last)) = (&node.high, keys.last()) {
-        if last >= high {
-            bad(format!("{}: key {last:?} at or above the node's high key", at()));
-        }
+    if let (Some(high), Some(last)) = (&node.high, keys.last())
+        && last >= high
+    {
+        bad(format!("{}: key {last:?} at or above the node's high key", at()));
     }
 }
 

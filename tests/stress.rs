@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ghostbtree::{BTree, Config};
 
@@ -48,7 +48,7 @@ impl Rng {
 }
 
 fn is_stable(key: u64) -> bool {
-    key % 10 == 0
+    key.is_multiple_of(10)
 }
 
 /// One writer: random ops on its own keys (class `1 + id`), and increments

@@ -71,9 +71,12 @@ fn low_of<K: Clone, V>(before: &[(Option<K>, Body<K, V>)], first: &K) -> Option<
     (!before.is_empty()).then(|| first.clone())
 }
 
+/// A node's `low` and the slot it was put in.
+type Linked<K, V> = (Option<K>, Arc<Slot<K, V>>);
+
 /// Puts one level's bodies into slots, right to left so each node can name
 /// its right neighbour, and returns `(low, slot)` pairs in key order.
-fn link<K: Clone, V>(bodies: Vec<(Option<K>, Body<K, V>)>) -> Vec<(Option<K>, Arc<Slot<K, V>>)> {
+fn link<K: Clone, V>(bodies: Vec<(Option<K>, Body<K, V>)>) -> Vec<Linked<K, V>> {
     let mut high: Option<K> = None;
     let mut right: Option<Arc<Slot<K, V>>> = None;
     let mut slots: Vec<_> = bodies

@@ -174,16 +174,16 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         let mut slot = Held::Root(root);
         let mut moved_right = false;
         loop {
-            if to.is_right_of(&node) {
-                if let Some(right) = &node.right {
-                    let next = right.node()?;
-                    if TRACK && node.level() <= level {
-                        slot = Held::Shared(Arc::clone(right));
-                        moved_right = true;
-                    }
-                    node = next;
-                    continue;
+            if to.is_right_of(&node)
+                && let Some(right) = &node.right
+            {
+                let next = right.node()?;
+                if TRACK && node.level() <= level {
+                    slot = Held::Shared(Arc::clone(right));
+                    moved_right = true;
                 }
+                node = next;
+                continue;
             }
             let Some(branch) = node.as_branch().filter(|_| node.level() > level) else {
                 return Ok(Found { slot, node, moved_right });

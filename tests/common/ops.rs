@@ -127,7 +127,7 @@ pub fn apply(tree: &BTree<Key, Value>, model: &mut BTreeMap<Key, Value>, op: &Op
                 model.iter().filter(|(k, _)| contains(&range, **k)).map(|(k, v)| (*k, *v)).collect();
             let mut iter = tree.range(range);
             // Walk as `backs` says, then drain the front.
-            for &back in backs.iter().chain(std::iter::repeat(&false).take(want.len() + 1)) {
+            for &back in backs.iter().chain(std::iter::repeat_n(&false, want.len() + 1)) {
                 let (got, expected) =
                     if back { (iter.next_back(), want.pop_back()) } else { (iter.next(), want.pop_front()) };
                 assert_eq!(got.transpose().unwrap(), expected, "{op:?}");
