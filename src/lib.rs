@@ -50,6 +50,20 @@
 //! - A panic in a key's `Ord` or `Clone` during a write leaves the tree as it
 //!   was before that write (versions are built aside and published whole).
 //!
+//! `BTree<K, V>` is `Send + Sync`, and its iterators `Send`, when `K` and `V`
+//! are `Send + Sync`; a key type that is not, such as `Rc`, makes the tree
+//! stay on its thread:
+//!
+//! ```compile_fail
+//! let tree = ghostbtree::BTree::<std::rc::Rc<u32>, u32>::new();
+//! std::thread::spawn(move || drop(tree));
+//! ```
+//!
+//! ```
+//! let tree = ghostbtree::BTree::<std::sync::Arc<u32>, u32>::new();
+//! std::thread::spawn(move || drop(tree)).join().unwrap();
+//! ```
+//!
 //! # Limits
 //!
 //! Emptied buckets are not merged or unlinked: they stay in the tree (legal,

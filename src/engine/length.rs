@@ -12,6 +12,7 @@
 //! (every writer joined, or synchronized with the reader some other way) the
 //! sum is exact; during writes it may lag the tree by the writes in flight.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
@@ -24,8 +25,11 @@ impl Length {
     pub(crate) fn new(initial: usize) -> Length {
         // Two stripes per core keeps collisions rare; a power of two lets the
         // index be a mask.
-        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
-        let count = (cores * 2).next_power_of_two().min(64);
+        static STRIPES: OnceLock<usize> = OnceLock::new();
+        let count = *STRIPES.get_or_init(|| {
+            let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+            (cores * 2).next_power_of_two().min(64)
+        });
         let stripes: Box<[_]> = (0..count).map(|_| CachePadded::new(AtomicIsize::new(0))).collect();
         stripes[0].store(isize::try_from(initial).unwrap_or(isize::MAX), Ordering::Relaxed);
         Length { stripes }
