@@ -1,0 +1,97 @@
+//! Helpers shared by the benches: a cheap PRNG, the key set, the map builders
+//! and `Lock`, which lets the locked `BTreeMap`s share one implementation.
+//!
+//! Every bench map holds the even keys `0, 2, .., 2n - 2` (value = key), so
+//! odd keys are known absent and `2 * rng.below(n)` is a known hit.
+
+use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
+
+use ghostbtree::BTree;
+
+/// SplitMix64: a few instructions per number, so it costs every contender
+/// the same negligible time, and each thread can own one.
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (multiply-shift, no division).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+}
+
+/// The even keys `0..2n`, in a fixed random order.
+pub fn shuffled_keys(n: u64) -> Vec<u64> {
+    let mut keys: Vec<u64> = (0..n).map(|i| 2 * i).collect();
+    let mut rng = SplitMix64::new(0x5EED);
+    for i in (1..keys.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        keys.swap(i, j);
+    }
+    keys
+}
+
+/// A ghostbtree filled by inserting `keys` in the order given.
+pub fn ghostbtree_from(keys: &[u64]) -> BTree<u64, u64> {
+    let tree = BTree::new();
+    for &key in keys {
+        tree.insert(key, key).expect("in-memory insert");
+    }
+    tree
+}
+
+/// A `BTreeMap` filled by inserting `keys` in the order given.
+pub fn btreemap_from(keys: &[u64]) -> BTreeMap<u64, u64> {
+    let mut map = BTreeMap::new();
+    for &key in keys {
+        map.insert(key, key);
+    }
+    map
+}
+
+/// A `BTreeMap` behind a lock: the locked contenders differ only in how they
+/// take it.
+pub trait Lock {
+    fn read(&self) -> impl Deref<Target = BTreeMap<u64, u64>>;
+    fn write(&self) -> impl DerefMut<Target = BTreeMap<u64, u64>>;
+}
+
+impl Lock for std::sync::RwLock<BTreeMap<u64, u64>> {
+    fn read(&self) -> impl Deref<Target = BTreeMap<u64, u64>> {
+        std::sync::RwLock::read(self).unwrap()
+    }
+    fn write(&self) -> impl DerefMut<Target = BTreeMap<u64, u64>> {
+        std::sync::RwLock::write(self).unwrap()
+    }
+}
+
+impl Lock for parking_lot::RwLock<BTreeMap<u64, u64>> {
+    fn read(&self) -> impl Deref<Target = BTreeMap<u64, u64>> {
+        parking_lot::RwLock::read(self)
+    }
+    fn write(&self) -> impl DerefMut<Target = BTreeMap<u64, u64>> {
+        parking_lot::RwLock::write(self)
+    }
+}
+
+/// A mutex has one mode: reads lock it exclusively too.
+impl Lock for std::sync::Mutex<BTreeMap<u64, u64>> {
+    fn read(&self) -> impl Deref<Target = BTreeMap<u64, u64>> {
+        self.lock().unwrap()
+    }
+    fn write(&self) -> impl DerefMut<Target = BTreeMap<u64, u64>> {
+        self.lock().unwrap()
+    }
+}
