@@ -47,7 +47,7 @@ fn main() -> Result<(), Error> {
                     // publishes everything else.
                     while !stop.load(Ordering::Relaxed) {
                         let i = random(&mut rng) % keys;
-                        if i % 64 == 0 {
+                        if i.is_multiple_of(64) {
                             // A short scan: loaded keys must all be there.
                             let n = tree
                                 .range(2 * i..2 * i + 64)
