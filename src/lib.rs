@@ -72,7 +72,7 @@
 //! and the orderings, and `docs/benchmarks.md` for measured costs.
 
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // one exception: the prefetch hint in `engine/node.rs`
 
 mod config;
 mod engine;

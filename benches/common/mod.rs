@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 
-use ghostbtree::BTree;
+use ghostbtree::{BTree, Config};
 
 /// SplitMix64: a few instructions per number, so it costs every contender
 /// the same negligible time, and each thread can own one.
@@ -43,9 +43,23 @@ pub fn shuffled_keys(n: u64) -> Vec<u64> {
     keys
 }
 
+/// The tree shape: the defaults, or `GB_LEAF` / `GB_BRANCH` (node
+/// capacities) from the environment, to compare node sizes.
+pub fn config() -> Config {
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    let mut config = Config::new();
+    if let Some(leaf) = env("GB_LEAF") {
+        config = config.leaf_capacity(leaf);
+    }
+    if let Some(branch) = env("GB_BRANCH") {
+        config = config.branch_capacity(branch);
+    }
+    config
+}
+
 /// A ghostbtree filled by inserting `keys` in the order given.
 pub fn ghostbtree_from(keys: &[u64]) -> BTree<u64, u64> {
-    let tree = BTree::new();
+    let tree = BTree::with_config(config()).expect("GB_LEAF / GB_BRANCH in range");
     for &key in keys {
         tree.insert(key, key).expect("in-memory insert");
     }

@@ -97,6 +97,27 @@ impl<K, V> Node<K, V> {
         }
     }
 
+    /// Starts loading the arrays a search of this node reads, all at once.
+    ///
+    /// A binary search over a 64-key array in memory that is not cached
+    /// waits for four or five cache misses one after the other; asking for
+    /// every line first turns them into one wait (plus the value or child
+    /// line, fetched alongside). Nodes are not in cache on large trees, so
+    /// this halves the time of a point lookup (`docs/benchmarks.md`).
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        match &self.body {
+            Body::Leaf(leaf) => {
+                prefetch(&leaf.keys);
+                prefetch(&leaf.vals);
+            }
+            Body::Branch(branch) => {
+                prefetch(&branch.keys);
+                prefetch(&branch.children);
+            }
+        }
+    }
+
     pub(crate) fn as_branch(&self) -> Option<&Branch<K, V>> {
         match &self.body {
             Body::Leaf(_) => None,
@@ -229,4 +250,26 @@ fn removed<T: Clone>(items: &[T], index: usize) -> Vec<T> {
     out.extend_from_slice(&items[..index]);
     out.extend_from_slice(&items[index + 1..]);
     out
+}
+
+/// Hints the CPU to load the cache lines of `items` (at most 2 KiB of them).
+/// Changes no result; a no-op where no stable prefetch instruction exists.
+#[inline]
+fn prefetch<T>(items: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let start = items.as_ptr().cast::<i8>();
+        for offset in (0..size_of_val(items).min(2048)).step_by(64) {
+            // SAFETY: a prefetch is a hint: it reads nothing the program can
+            // observe and never faults, whatever the address (here it is
+            // inside `items` anyway). SSE is part of the x86_64 baseline.
+            #[allow(unsafe_code)]
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset))
+            };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = items;
 }

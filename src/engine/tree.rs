@@ -171,6 +171,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     ) -> Result<Found<K, V>, Error> {
         let root = self.root.load();
         let mut node = root.node()?;
+        node.prefetch();
         let mut slot = Held::Root(root);
         let mut moved_right = false;
         loop {
@@ -178,6 +179,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 && let Some(right) = &node.right
             {
                 let next = right.node()?;
+                next.prefetch();
                 if TRACK && node.level() <= level {
                     slot = Held::Shared(Arc::clone(right));
                     moved_right = true;
@@ -190,6 +192,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             };
             let child_slot = &branch.children[to.child(branch)];
             let child = child_slot.node()?;
+            child.prefetch();
             if TRACK && child.level() <= level {
                 slot = Held::Shared(Arc::clone(child_slot));
             }
