@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::node::{Body, Branch, Leaf, Node};
+use super::node::{Body, Branch, Entries, Leaf, Node};
 use super::slot::Slot;
 use crate::{Config, Error};
 
@@ -14,10 +14,7 @@ pub(crate) fn build<K: Ord + Clone, V>(
     config: &Config,
 ) -> Result<(Arc<Slot<K, V>>, usize), Error> {
     let mut leaves: Vec<(Option<K>, Body<K, V>)> = Vec::new();
-    let mut leaf = Leaf {
-        keys: Vec::with_capacity(config.leaf_capacity),
-        vals: Vec::with_capacity(config.leaf_capacity),
-    };
+    let mut leaf = Leaf { keys: Entries::new(), vals: Entries::new() };
     let mut len = 0;
     for (key, value) in entries {
         // A full leaf is flushed only after this check, so `leaf` holds the
@@ -26,13 +23,7 @@ pub(crate) fn build<K: Ord + Clone, V>(
             return Err(Error::Unsorted { index: len });
         }
         if leaf.keys.len() == config.leaf_capacity {
-            let full = std::mem::replace(
-                &mut leaf,
-                Leaf {
-                    keys: Vec::with_capacity(config.leaf_capacity),
-                    vals: Vec::with_capacity(config.leaf_capacity),
-                },
-            );
+            let full = std::mem::replace(&mut leaf, Leaf { keys: Entries::new(), vals: Entries::new() });
             leaves.push((low_of(&leaves, &full.keys[0]), Body::Leaf(full)));
         }
         leaf.keys.push(key);

@@ -18,7 +18,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use super::cell::{AtomicArc, Snapshot, snapshot_into_arc};
-use super::node::Node;
+use super::node::{Node, prefetch};
 use crate::Error;
 
 pub(crate) struct Slot<K, V> {
@@ -46,7 +46,11 @@ impl<K, V> Slot<K, V> {
     /// of a descent, not across blocking calls.
     #[inline]
     pub(crate) fn node(&self) -> Result<NodeRef<K, V>, Error> {
-        Ok(NodeRef(self.state.load()))
+        let state = self.state.load();
+        // Header and inline leaf arrays in one batch of misses, before the
+        // header is read (see `Node::prefetch`).
+        prefetch(std::slice::from_ref::<State<K, V>>(&state));
+        Ok(NodeRef(state))
     }
 
     /// The current version as an owned `Arc`, for long-lived holders

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use super::cell::{AtomicArc, Snapshot};
 use super::length::Length;
-use super::node::{Body, Branch, Leaf, Node, Rebuilt};
+use super::node::{Body, Branch, Entries, Leaf, Node, Rebuilt};
 use super::slot::{NodeRef, Slot};
 use crate::{Config, Error};
 
@@ -147,7 +147,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             low: None,
             high: None,
             right: None,
-            body: Body::Leaf(Leaf { keys: Vec::new(), vals: Vec::new() }),
+            body: Body::Leaf(Leaf { keys: Entries::new(), vals: Entries::new() }),
         };
         Tree::from_root(Slot::new(leaf), 0, config)
     }
@@ -287,6 +287,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// Publishes `body` as the successor of `current` in `slot`, splitting
     /// it if it overflows. Returns false if `current` was no longer the
     /// slot's version (nothing changed).
+    #[inline]
     fn publish(&self, slot: &Slot<K, V>, current: &NodeRef<K, V>, body: Body<K, V>, appended: bool) -> bool {
         let capacity = match body {
             Body::Leaf(_) => self.config.leaf_capacity,
