@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use super::cell::{AtomicArc, Snapshot};
 use super::length::Length;
-use super::node::{Body, Branch, Entries, Leaf, Node, Rebuilt};
+use super::node::{Body, Branch, Entries, Leaf, Node, Rebuilt, prefetch};
 use super::slot::{NodeRef, Slot};
 use crate::{Config, Error};
 
@@ -210,6 +210,11 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     ) -> Result<R, Error> {
         let Found { mut slot, mut node, mut moved_right } = self.descend::<true>(Seek::Key(key), 0)?;
         loop {
+            // The new version will hold the right link too: start fetching
+            // the reference count it bumps while the leaf is searched.
+            if let Some(right) = &node.right {
+                prefetch(std::slice::from_ref::<Slot<K, V>>(right));
+            }
             let leaf = leaf_of(&node);
             let found = leaf.keys.binary_search(key);
             let (action, result) = decide(found.ok().map(|i| &leaf.vals[i]));
