@@ -116,7 +116,7 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
         if !self.before_end(high) {
             return Ok(None);
         }
-        Ok(Some((right.node_arc()?, 0)))
+        Ok(Some((self.tree.node_arc(right)?, 0)))
     }
 
     /// The back's next position: the last leaf, or the leaf left of a

@@ -74,17 +74,25 @@
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 #![deny(unsafe_code)] // one exception: the prefetch hint in `engine/node.rs`
 
+mod codec;
 mod config;
 mod engine;
 mod error;
 mod iter;
 mod map;
+mod stats;
+mod store;
 mod verify;
 
+#[cfg(feature = "serde")]
+pub use codec::Serde;
+pub use codec::{Codec, DecodeError};
 pub use config::Config;
 pub use error::Error;
 pub use iter::Range;
 pub use map::{BTree, CompareAndSwapError};
+pub use stats::Stats;
+pub use store::{Address, MemoryStore, Store};
 pub use verify::Report;
 
 /// The README's examples, run as doctests.

@@ -5,7 +5,8 @@ use std::ops::{Bound, RangeBounds};
 
 use crate::engine::bulk;
 use crate::engine::tree::{Action, Tree};
-use crate::{Config, Error, Range, Report};
+use crate::{Codec, Config, Error, Range, Report, Stats, Store};
+use std::sync::Arc;
 
 /// A concurrent ordered map. Share it by `&` or `Arc` across threads: reads
 /// take no lock, and writes to different buckets never wait for each other.
@@ -53,6 +54,9 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
     }
 
     /// The value of `key`, cloned.
+    ///
+    /// On a tree over a store this may load nodes; a failed load is an
+    /// `Err`, never `Ok(None)`.
     pub fn get(&self, key: &K) -> Result<Option<V>, Error> {
         self.get_with(key, |value| value.cloned())
     }
@@ -160,6 +164,33 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
         K: fmt::Debug,
     {
         crate::verify::verify(&self.tree)
+    }
+}
+
+impl<K: Ord + Clone + Codec, V: Clone + Codec> BTree<K, V> {
+    /// The tree stored in `store`, or an empty one if `store` holds none.
+    ///
+    /// Reads only the store's commit record, whatever the tree's size: every
+    /// node starts as a ghost and is loaded on first touch (one store read
+    /// per node, however many threads touch it at once).
+    pub fn open(store: impl Store + 'static, config: Config) -> Result<Self, Error> {
+        config.validate()?;
+        Ok(BTree { tree: Tree::open(Arc::new(store), config)? })
+    }
+}
+
+impl<K: Ord + Clone, V: Clone> BTree<K, V> {
+    /// Writes a checkpoint and returns once it is durable: every operation
+    /// that completed before the call is in it, none that started after the
+    /// call returned. Readers go on meanwhile and writers only register.
+    /// A no-op for a tree without a store.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.tree.checkpoint()
+    }
+
+    /// What the tree has done since it was opened.
+    pub fn stats(&self) -> Stats {
+        self.tree.stats()
     }
 }
 

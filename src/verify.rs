@@ -73,7 +73,7 @@ where
     let mut report = Report::default();
     let mut bad = |what: String| report.violations.push(what);
     let config = tree.config().clone();
-    let mut level = chain(tree.root())?;
+    let mut level = chain(tree, tree.root())?;
     let height = level.nodes[0].level();
     let (mut nodes, mut entries, mut unposted) = (0, 0, level.nodes.len() - 1);
     for depth in (0..=height).rev() {
@@ -113,7 +113,7 @@ where
         let Some(first_child) = level.nodes[0].as_branch().and_then(|b| b.children.first()) else {
             break; // reported by check_level
         };
-        let below = chain(Arc::clone(first_child))?;
+        let below = chain(tree, Arc::clone(first_child))?;
         unposted += check_children(&level, &below, depth, &mut bad);
         level = below;
     }
@@ -125,11 +125,11 @@ where
 }
 
 /// The level that starts at `first`, along the right links.
-fn chain<K, V>(first: Arc<Slot<K, V>>) -> Result<Level<K, V>, Error> {
+fn chain<K: Ord + Clone, V: Clone>(tree: &Tree<K, V>, first: Arc<Slot<K, V>>) -> Result<Level<K, V>, Error> {
     let mut level = Level { slots: Vec::new(), nodes: Vec::new() };
     let mut next = Some(first);
     while let Some(slot) = next {
-        let node = slot.node_arc()?;
+        let node = tree.node_arc(&slot)?;
         next = node.right.clone();
         level.slots.push(slot);
         level.nodes.push(node);

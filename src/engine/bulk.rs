@@ -74,7 +74,7 @@ fn link<K: Clone, V>(bodies: Vec<(Option<K>, Body<K, V>)>) -> Vec<Linked<K, V>> 
         .into_iter()
         .rev()
         .map(|(low, body)| {
-            let slot = Slot::new(Node { low: low.clone(), high: high.take(), right: right.take(), body });
+            let slot = Slot::new(Node::new(low.clone(), high.take(), right.take(), body));
             high = low.clone();
             right = Some(Arc::clone(&slot));
             (low, slot)

@@ -3,7 +3,12 @@
 
 pub(crate) mod bulk;
 pub(crate) mod cell;
-pub(crate) mod length;
+pub(crate) mod checkpoint;
+pub(crate) mod format;
+mod load;
 pub(crate) mod node;
+pub(crate) mod persist;
 pub(crate) mod slot;
+pub(crate) mod striped;
 pub(crate) mod tree;
+pub(crate) mod wait;

@@ -30,7 +30,8 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use super::slot::Slot;
+use super::slot::{Slot, State};
+use std::sync::atomic::AtomicU64;
 
 /// One immutable version of a node.
 pub(crate) struct Node<K, V> {
@@ -41,6 +42,32 @@ pub(crate) struct Node<K, V> {
     /// The slot of the next node on this level; `Some` exactly when `high` is.
     pub(crate) right: Option<Arc<Slot<K, V>>>,
     pub(crate) body: Body<K, V>,
+    pub(crate) meta: Meta<K, V>,
+}
+
+/// Bookkeeping of a version for checkpoints and eviction; not part of what
+/// the node says, so it may change after publication.
+pub(crate) struct Meta<K, V> {
+    /// The commit epoch of the write that made this version (0: loaded from
+    /// storage or bulk built).
+    pub(crate) epoch: u64,
+    /// The version this one replaced, kept while a checkpoint of an older
+    /// epoch may still need to write it.
+    pub(crate) prev: Option<Arc<State<K, V>>>,
+    /// Where this version's image is stored (`0`: nowhere yet). A branch's
+    /// image also names its children's addresses, so a checkpoint that moves
+    /// a child rewrites it and updates this.
+    pub(crate) stored: AtomicU64,
+}
+
+impl<K, V> Meta<K, V> {
+    pub(crate) fn new(epoch: u64, prev: Option<Arc<State<K, V>>>) -> Meta<K, V> {
+        Meta { epoch, prev, stored: AtomicU64::new(0) }
+    }
+
+    pub(crate) fn stored_at(address: u64) -> Meta<K, V> {
+        Meta { epoch: 0, prev: None, stored: AtomicU64::new(address) }
+    }
 }
 
 pub(crate) enum Body<K, V> {
@@ -87,6 +114,16 @@ pub(crate) enum Rebuilt<K, V> {
 }
 
 impl<K, V> Node<K, V> {
+    /// A version made by a bulk load or a fresh tree (epoch 0, not stored).
+    pub(crate) fn new(
+        low: Option<K>,
+        high: Option<K>,
+        right: Option<Arc<Slot<K, V>>>,
+        body: Body<K, V>,
+    ) -> Self {
+        Node { low, high, right, body, meta: Meta::new(0, None) }
+    }
+
     pub(crate) fn level(&self) -> u32 {
         match &self.body {
             Body::Leaf(_) => 0,
@@ -148,19 +185,24 @@ impl<K: Ord + Clone, V: Clone> Node<K, V> {
     /// its level; that node then splits unevenly (the left half full), so
     /// ascending inserts fill nodes as a bulk load does instead of leaving
     /// them half empty.
+    ///
+    /// `meta` becomes the successor's (the left half's, on a split); the
+    /// right half of a split is a new slot, so it has no predecessor.
     #[inline]
-    pub(crate) fn rebuild(&self, body: Body<K, V>, capacity: usize, appended: bool) -> Rebuilt<K, V> {
+    pub(crate) fn rebuild(
+        &self,
+        body: Body<K, V>,
+        capacity: usize,
+        appended: bool,
+        meta: Meta<K, V>,
+    ) -> Rebuilt<K, V> {
         let len = match &body {
             Body::Leaf(leaf) => leaf.keys.len(),
             Body::Branch(branch) => branch.children.len(),
         };
         if len <= capacity {
-            return Rebuilt::Fits(Node {
-                low: self.low.clone(),
-                high: self.high.clone(),
-                right: self.right.clone(),
-                body,
-            });
+            let (low, high, right) = (self.low.clone(), self.high.clone(), self.right.clone());
+            return Rebuilt::Fits(Node { low, high, right, body, meta });
         }
         let at = if appended && self.high.is_none() { capacity } else { len / 2 };
         let (left_body, separator, right_body) = body.split(at);
@@ -169,12 +211,14 @@ impl<K: Ord + Clone, V: Clone> Node<K, V> {
             high: self.high.clone(),
             right: self.right.clone(),
             body: right_body,
+            meta: Meta::new(meta.epoch, None),
         });
         let left = Node {
             low: self.low.clone(),
             high: Some(separator.clone()),
             right: Some(Arc::clone(&right)),
             body: left_body,
+            meta,
         };
         Rebuilt::Split { left, separator, right }
     }

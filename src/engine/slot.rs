@@ -6,20 +6,36 @@
 //!
 //! # State machine
 //!
-//! A slot holds one `State` behind an atomic cell. The only transition in the
-//! in-memory tree is `Loaded(v1) -> Loaded(v2)`: a compare-and-swap from the
-//! version a writer read to the version it built. (The ghost states of the
-//! persistent tree, `Ghost -> Loading -> Loaded`, are added by the storage
-//! layer on the same cell.) A reader sees one complete version or another,
-//! never a version under construction: versions are built in private and
-//! published by the swap (see the orderings in `cell.rs`).
+//! A slot holds one [`State`] behind an atomic cell; every transition is one
+//! compare-and-swap of that cell:
+//!
+//! ```text
+//!            loader wins the swap          loader publishes the built node
+//!   Ghost ------------------------> Loading -------------------------------> Loaded(v1)
+//!     ^                               |                                        |   |
+//!     |   load failed: ghost restored |                writer: v1 -> v2        |   |
+//!     +-------------------------------+            (copy on write, any thread) |   |
+//!     |                                                                        |   |
+//!     +------------- evictor: clean leaf whose version is stored --------------+   |
+//!                                                              Loaded(v2) <-------+
+//! ```
+//!
+//! - Only the thread that swapped `Ghost -> Loading` leaves `Loading`, so
+//!   one load happens per ghost however many threads miss on it; the others
+//!   wait on the `Loading` state's [`Wait`] and then read the slot again.
+//! - A `Loaded` version is built completely before the swap that publishes
+//!   it (see the orderings in `cell.rs`): nobody can see a half-built node,
+//!   which is the whole point (ZODB flags a ghost loaded before filling it).
+//! - Writers and the evictor swap only from the `Loaded` version they read;
+//!   pointer identity makes a stale swap fail harmlessly.
 
 use std::ops::Deref;
 use std::sync::Arc;
 
 use super::cell::{AtomicArc, Snapshot, snapshot_into_arc};
 use super::node::{Node, prefetch};
-use crate::Error;
+use super::wait::Wait;
+use crate::store::Address;
 
 pub(crate) struct Slot<K, V> {
     state: AtomicArc<State<K, V>>,
@@ -27,14 +43,31 @@ pub(crate) struct Slot<K, V> {
 
 pub(crate) enum State<K, V> {
     Loaded(Node<K, V>),
+    Ghost(Ghost<K, V>),
+    /// A load is in flight. `ghost` is the exact state it replaced, put back
+    /// if the load fails.
+    Loading {
+        wait: Arc<Wait>,
+        ghost: Arc<State<K, V>>,
+    },
 }
 
-impl<K, V> State<K, V> {
-    fn node(&self) -> &Node<K, V> {
-        match self {
-            State::Loaded(node) => node,
-        }
-    }
+/// A node that is on storage only, with what its parent knows about it.
+pub(crate) struct Ghost<K, V> {
+    pub(crate) address: Address,
+    pub(crate) level: u32,
+    pub(crate) low: Option<K>,
+    pub(crate) high: Option<K>,
+    pub(crate) right: GhostRight<K, V>,
+}
+
+/// How a ghost finds its right neighbour once loaded.
+pub(crate) enum GhostRight<K, V> {
+    /// Known: a sibling under the same parent, or none (rightmost).
+    Known(Option<Arc<Slot<K, V>>>),
+    /// The first child of this slot (the parent's right neighbour), which
+    /// may itself still be a ghost when the parent is loaded.
+    FirstChildOf(Arc<Slot<K, V>>),
 }
 
 impl<K, V> Slot<K, V> {
@@ -42,28 +75,31 @@ impl<K, V> Slot<K, V> {
         Arc::new(Slot { state: AtomicArc::new(Arc::new(State::Loaded(node))) })
     }
 
-    /// The current version, behind a short-lived guard: hold it for one step
-    /// of a descent, not across blocking calls.
+    pub(crate) fn ghost(ghost: Ghost<K, V>) -> Arc<Slot<K, V>> {
+        Arc::new(Slot { state: AtomicArc::new(Arc::new(State::Ghost(ghost))) })
+    }
+
+    /// The current state, whatever it is.
     #[inline]
-    pub(crate) fn node(&self) -> Result<NodeRef<K, V>, Error> {
+    pub(crate) fn state(&self) -> Snapshot<State<K, V>> {
         let state = self.state.load();
         // Header and inline leaf arrays in one batch of misses, before the
         // header is read (see `Node::prefetch`).
         prefetch(std::slice::from_ref::<State<K, V>>(&state));
-        Ok(NodeRef(state))
+        state
     }
 
-    /// The current version as an owned `Arc`, for long-lived holders
-    /// (iterators).
-    pub(crate) fn node_arc(&self) -> Result<NodeArc<K, V>, Error> {
-        Ok(NodeArc(self.state.load_full()))
+    /// Swaps `current` for `new` if it still is the state; says whether it
+    /// did. Used by the loader and the evictor (see the state machine).
+    pub(crate) fn swap_state(&self, current: &Arc<State<K, V>>, new: Arc<State<K, V>>) -> bool {
+        self.state.compare_exchange(current, new)
     }
 
     /// Publishes `new` if `current` is still the slot's version; says whether
     /// it did. A `false` means another write won the race: reread the slot.
     #[inline]
     pub(crate) fn replace(&self, current: &NodeRef<K, V>, new: Node<K, V>) -> bool {
-        self.state.compare_exchange(current.state(), Arc::new(State::Loaded(new)))
+        self.state.compare_exchange(&current.0, Arc::new(State::Loaded(new)))
     }
 }
 
@@ -71,13 +107,24 @@ impl<K, V> Slot<K, V> {
 pub(crate) struct NodeRef<K, V>(Snapshot<State<K, V>>);
 
 impl<K, V> NodeRef<K, V> {
-    fn state(&self) -> &Arc<State<K, V>> {
-        &self.0
+    /// The snapshot as a `NodeRef` if it is a loaded version.
+    #[inline]
+    pub(crate) fn loaded(state: Snapshot<State<K, V>>) -> Result<NodeRef<K, V>, Snapshot<State<K, V>>> {
+        let current: &State<K, V> = &state;
+        match current {
+            State::Loaded(_) => Ok(NodeRef(state)),
+            _ => Err(state),
+        }
     }
 
     /// Keeps this version beyond the guard's short life.
     pub(crate) fn into_arc(self) -> NodeArc<K, V> {
         NodeArc(snapshot_into_arc(self.0))
+    }
+
+    /// The state holding this version (for swaps that replace it).
+    pub(crate) fn state(&self) -> &Arc<State<K, V>> {
+        &self.0
     }
 }
 
@@ -86,7 +133,7 @@ impl<K, V> Deref for NodeRef<K, V> {
 
     #[inline]
     fn deref(&self) -> &Node<K, V> {
-        self.0.node()
+        loaded_node(&self.0)
     }
 }
 
@@ -97,6 +144,15 @@ impl<K, V> Deref for NodeArc<K, V> {
     type Target = Node<K, V>;
 
     fn deref(&self) -> &Node<K, V> {
-        self.0.node()
+        loaded_node(&self.0)
+    }
+}
+
+/// The node of a state that `NodeRef::loaded` accepted.
+#[inline]
+fn loaded_node<K, V>(state: &State<K, V>) -> &Node<K, V> {
+    match state {
+        State::Loaded(node) => node,
+        _ => unreachable!("NodeRef and NodeArc are built from loaded states only"),
     }
 }

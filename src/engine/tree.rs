@@ -35,15 +35,24 @@
 use std::sync::Arc;
 
 use super::cell::{AtomicArc, Snapshot};
-use super::length::Length;
-use super::node::{Body, Branch, Entries, Leaf, Node, Rebuilt, prefetch};
+use super::checkpoint::Registered;
+use super::node::{Body, Branch, Entries, Leaf, Meta, Node, Rebuilt, prefetch};
+use super::persist::Persist;
 use super::slot::{NodeRef, Slot};
+use super::striped::Striped;
 use crate::{Config, Error};
+
+/// Counter indices in `Tree::counts`.
+const ENTRIES: usize = 0;
+const EPOCH_ENTRIES: usize = 1;
 
 pub(crate) struct Tree<K, V> {
     root: AtomicArc<Slot<K, V>>,
-    len: Length,
+    /// Entries: all of them, and by epoch parity for checkpoints.
+    counts: Striped<3>,
     config: Config,
+    /// The store and codecs; `None` for an in-memory tree (no ghosts).
+    pub(crate) persist: Option<Persist<K, V>>,
 }
 
 /// What a write does to the entry of its key.
@@ -131,8 +140,10 @@ impl<K, V> Tree<K, V> {
         &self.config
     }
 
+    /// Exact when no write is in flight; clamped at zero mid-write (a
+    /// remove may be counted before the insert it raced with).
     pub(crate) fn len(&self) -> usize {
-        self.len.get()
+        usize::try_from(self.counts.sum(ENTRIES)).unwrap_or(0)
     }
 
     pub(crate) fn root(&self) -> Arc<Slot<K, V>> {
@@ -143,17 +154,15 @@ impl<K, V> Tree<K, V> {
 impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// An empty tree: one empty leaf.
     pub(crate) fn new(config: Config) -> Tree<K, V> {
-        let leaf = Node {
-            low: None,
-            high: None,
-            right: None,
-            body: Body::Leaf(Leaf { keys: Entries::new(), vals: Entries::new() }),
-        };
+        let leaf =
+            Node::new(None, None, None, Body::Leaf(Leaf { keys: Entries::new(), vals: Entries::new() }));
         Tree::from_root(Slot::new(leaf), 0, config)
     }
 
     pub(crate) fn from_root(root: Arc<Slot<K, V>>, len: usize, config: Config) -> Tree<K, V> {
-        Tree { root: AtomicArc::new(root), len: Length::new(len), config }
+        let counts = Striped::new();
+        counts.add(ENTRIES, isize::try_from(len).unwrap_or(isize::MAX));
+        Tree { root: AtomicArc::new(root), counts, config, persist: None }
     }
 
     /// The leaf the target lies in, for reading.
@@ -170,7 +179,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         level: u32,
     ) -> Result<Found<K, V>, Error> {
         let root = self.root.load();
-        let mut node = root.node()?;
+        let mut node = self.node(&root)?;
         node.prefetch();
         let mut slot = Held::Root(root);
         let mut moved_right = false;
@@ -178,7 +187,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             if to.is_right_of(&node)
                 && let Some(right) = &node.right
             {
-                let next = right.node()?;
+                let next = self.node(right)?;
                 next.prefetch();
                 if TRACK && node.level() <= level {
                     slot = Held::Shared(Arc::clone(right));
@@ -191,7 +200,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 return Ok(Found { slot, node, moved_right });
             };
             let child_slot = &branch.children[to.child(branch)];
-            let child = child_slot.node()?;
+            let child = self.node(child_slot)?;
             child.prefetch();
             if TRACK && child.level() <= level {
                 slot = Held::Shared(Arc::clone(child_slot));
@@ -208,6 +217,8 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         key: &K,
         mut decide: impl FnMut(Option<&V>) -> (Action<V>, R),
     ) -> Result<R, Error> {
+        let registered = self.register();
+        let epoch = registered.as_ref().map_or(0, |r| r.epoch);
         let Found { mut slot, mut node, mut moved_right } = self.descend::<true>(Seek::Key(key), 0)?;
         loop {
             // The new version will hold the right link too: start fetching
@@ -226,23 +237,23 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 }
                 (Action::Remove, Ok(i)) => (leaf.without(i), -1, false),
             };
-            if self.publish(&slot, &node, Body::Leaf(body), appended) {
-                self.len.add(delta);
+            if self.publish(&slot, &node, Body::Leaf(body), appended, epoch) {
+                self.count(delta, epoch);
                 if let (true, Held::Shared(slot), Some(low)) = (moved_right, &slot, &node.low) {
                     // We reached this leaf through a right link: help post
                     // its separator (a no-op if the splitter got there).
-                    self.post_split(0, low.clone(), Arc::clone(slot));
+                    self.post_split(0, low.clone(), Arc::clone(slot), epoch);
                 }
                 return Ok(result);
             }
             // Lost the race. The slot's range only shrinks from the right, so
             // the key is here or further right.
-            node = slot.node()?;
+            node = self.node(&slot)?;
             while Seek::Key(key).is_right_of(&node) {
                 let Some(right) = node.right.clone() else {
                     break;
                 };
-                node = right.node()?;
+                node = self.node(&right)?;
                 slot = Held::Shared(right);
                 moved_right = true;
             }
@@ -255,6 +266,8 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// removed is the first (last) of some moment during the call, not
     /// necessarily of the moment it returns.
     pub(crate) fn pop(&self, last: bool) -> Result<Option<(K, V)>, Error> {
+        let registered = self.register();
+        let epoch = registered.as_ref().map_or(0, |r| r.epoch);
         loop {
             let Some(Found { slot, node, .. }) = self.seek_nonempty(last)? else {
                 return Ok(None);
@@ -262,8 +275,8 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             let leaf = leaf_of(&node);
             let i = if last { leaf.keys.len() - 1 } else { 0 };
             let entry = (leaf.keys[i].clone(), leaf.vals[i].clone());
-            if self.publish(&slot, &node, Body::Leaf(leaf.without(i)), false) {
-                self.len.add(-1);
+            if self.publish(&slot, &node, Body::Leaf(leaf.without(i)), false, epoch) {
+                self.count(-1, epoch);
                 return Ok(Some(entry));
             }
         }
@@ -282,29 +295,71 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 let Some(right) = found.node.right.clone() else {
                     return Ok(None);
                 };
-                found.node = right.node()?;
+                found.node = self.node(&right)?;
                 found.slot = Held::Shared(right);
             }
         }
         Ok(Some(found))
     }
 
+    /// Registers a write operation in the current commit epoch (trees over
+    /// a store only; see `checkpoint.rs`).
+    fn register(&self) -> Option<Registered<'_>> {
+        self.persist.as_ref().map(|persist| persist.epochs.enter())
+    }
+
+    /// Counts `delta` entries, also under the writer's epoch for the
+    /// checkpoint of that epoch.
+    fn count(&self, delta: isize, epoch: u64) {
+        self.counts.add(ENTRIES, delta);
+        if self.persist.is_some() {
+            self.counts.add(EPOCH_ENTRIES + (epoch & 1) as usize, delta);
+        }
+    }
+
+    /// The entries counted by writers of `epoch`, handed to its checkpoint.
+    pub(crate) fn take_epoch_count(&self, epoch: u64) -> isize {
+        self.counts.take(EPOCH_ENTRIES + (epoch & 1) as usize)
+    }
+
+    /// The bookkeeping of a version that a writer of `epoch` builds to
+    /// replace `current`: it keeps `current` (or what `current` keeps) while
+    /// a checkpoint of an older epoch may still need to write it.
+    fn successor_meta(&self, current: &NodeRef<K, V>, epoch: u64) -> Meta<K, V> {
+        let running = self.persist.as_ref().map_or(0, |persist| persist.epochs.running());
+        let prev = if running == 0 {
+            None
+        } else if current.meta.epoch <= running {
+            Some(Arc::clone(current.state()))
+        } else {
+            current.meta.prev.clone()
+        };
+        Meta::new(epoch, prev)
+    }
+
     /// Publishes `body` as the successor of `current` in `slot`, splitting
     /// it if it overflows. Returns false if `current` was no longer the
     /// slot's version (nothing changed).
     #[inline]
-    fn publish(&self, slot: &Slot<K, V>, current: &NodeRef<K, V>, body: Body<K, V>, appended: bool) -> bool {
+    fn publish(
+        &self,
+        slot: &Slot<K, V>,
+        current: &NodeRef<K, V>,
+        body: Body<K, V>,
+        appended: bool,
+        epoch: u64,
+    ) -> bool {
         let capacity = match body {
             Body::Leaf(_) => self.config.leaf_capacity,
             Body::Branch(_) => self.config.branch_capacity,
         };
-        match current.rebuild(body, capacity, appended) {
+        match current.rebuild(body, capacity, appended, self.successor_meta(current, epoch)) {
             Rebuilt::Fits(node) => slot.replace(current, node),
             Rebuilt::Split { left, separator, right } => {
                 if !slot.replace(current, left) {
                     return false;
                 }
-                self.post_split(current.level(), separator, right);
+                self.post_split(current.level(), separator, right, epoch);
                 true
             }
         }
@@ -316,8 +371,8 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// Idempotent, and optional for correctness: an unposted separator only
     /// makes descents move right. So a failed load here ends the attempt
     /// quietly; the next writer that moves right posts it.
-    pub(crate) fn post_split(&self, level: u32, separator: K, right: Arc<Slot<K, V>>) {
-        let _ = self.try_post_split(level, separator, right);
+    pub(crate) fn post_split(&self, level: u32, separator: K, right: Arc<Slot<K, V>>, epoch: u64) {
+        let _ = self.try_post_split(level, separator, right, epoch);
     }
 
     fn try_post_split(
@@ -325,10 +380,11 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         mut level: u32,
         mut separator: K,
         mut right: Arc<Slot<K, V>>,
+        epoch: u64,
     ) -> Result<(), Error> {
         'levels: loop {
             let root = self.root.load();
-            let top = root.node()?;
+            let top = self.node(&root)?;
             if top.level() == level {
                 // The split node is on the top level, whose leftmost node
                 // is the root slot: it split, so it has a right neighbour.
@@ -344,6 +400,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                         keys: vec![high.clone()],
                         children: vec![Arc::clone(&root), Arc::clone(next)],
                     }),
+                    // Tagged like any write: a checkpoint of an older epoch
+                    // must not take it for its root.
+                    meta: Meta::new(epoch, None),
                 });
                 // Win or lose, the top is now above `level`: post again.
                 let current: &Arc<Slot<K, V>> = &root;
@@ -356,7 +415,8 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 let Some((body, appended)) = with_separator(&node, &separator, &right) else {
                     return Ok(()); // posted already
                 };
-                match node.rebuild(Body::Branch(body), self.config.branch_capacity, appended) {
+                let meta = self.successor_meta(&node, epoch);
+                match node.rebuild(Body::Branch(body), self.config.branch_capacity, appended, meta) {
                     Rebuilt::Fits(new) => {
                         if slot.replace(&node, new) {
                             return Ok(());
@@ -369,12 +429,12 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                         }
                     }
                 }
-                node = slot.node()?;
+                node = self.node(&slot)?;
                 while Seek::Key(&separator).is_right_of(&node) {
                     let Some(next) = node.right.clone() else {
                         break;
                     };
-                    node = next.node()?;
+                    node = self.node(&next)?;
                     slot = Held::Shared(next);
                 }
             }

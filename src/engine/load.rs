@@ -1,0 +1,188 @@
+//! Loading ghosts: one store read per ghost however many threads miss on it.
+//!
+//! The thread that swaps `Ghost -> Loading` reads and decodes the record,
+//! builds the node (children of a branch become ghost slots), and swaps
+//! `Loading -> Loaded`. Threads that find `Loading` park on its `Wait` and
+//! then read the slot again. A failed read or decode puts the exact ghost
+//! state back and hands the error to every waiter: the next access tries
+//! again, and nobody ever takes a failed load for an absent key.
+//!
+//! No arc-swap guard is held across the store read or while parked: the
+//! states involved are held as owned `Arc`s.
+
+use std::sync::Arc;
+
+use super::cell::{Snapshot, snapshot_into_arc};
+use super::format::{DecodedBody, Expected};
+use super::node::{Body, Branch, Leaf, Meta, Node};
+use super::persist::Counters;
+use super::slot::{Ghost, GhostRight, NodeArc, NodeRef, Slot, State};
+use super::tree::Tree;
+use super::wait::Wait;
+use crate::Error;
+
+impl<K: Ord + Clone, V: Clone> Tree<K, V> {
+    /// The current version of `slot`, loading it first if it is a ghost.
+    #[inline]
+    pub(crate) fn node(&self, slot: &Slot<K, V>) -> Result<NodeRef<K, V>, Error> {
+        let mut state = slot.state();
+        loop {
+            match NodeRef::loaded(state) {
+                Ok(node) => return Ok(node),
+                Err(other) => {
+                    self.materialize(slot, other)?;
+                    state = slot.state();
+                }
+            }
+        }
+    }
+
+    /// [`node`](Tree::node), held by an `Arc`.
+    pub(crate) fn node_arc(&self, slot: &Slot<K, V>) -> Result<NodeArc<K, V>, Error> {
+        self.node(slot).map(NodeRef::into_arc)
+    }
+
+    /// Loads a ghost, or waits for the load in flight. Returns when the slot
+    /// is worth reading again.
+    #[cold]
+    fn materialize(&self, slot: &Slot<K, V>, state: Snapshot<State<K, V>>) -> Result<(), Error> {
+        let state = snapshot_into_arc(state); // owned: no guard past this line
+        match &*state {
+            State::Loaded(_) => Ok(()),
+            State::Loading { wait, .. } => {
+                let wait = Arc::clone(wait);
+                drop(state);
+                if let Some(persist) = &self.persist {
+                    Counters::bump(&persist.counters.load_waits);
+                }
+                wait.wait()
+            }
+            State::Ghost(ghost) => {
+                let wait = Arc::new(Wait::new());
+                let loading = Arc::new(State::Loading { wait: Arc::clone(&wait), ghost: Arc::clone(&state) });
+                if !slot.swap_state(&state, Arc::clone(&loading)) {
+                    return Ok(()); // another thread got there first
+                }
+                let mut flight =
+                    Flight { slot, loading: &loading, ghost: &state, wait: &wait, landed: false };
+                let loaded = self.load_ghost(ghost);
+                flight.land(loaded)
+            }
+        }
+    }
+
+    /// Reads, checks and builds the node a ghost stands for.
+    fn load_ghost(&self, ghost: &Ghost<K, V>) -> Result<Node<K, V>, Error> {
+        let Some(persist) = &self.persist else {
+            unreachable!("ghosts exist only in trees over a store");
+        };
+        let address = ghost.address;
+        let record =
+            persist.store.read(address).map_err(|e| Error::io("reading a node", Some(address), e))?;
+        Counters::bump(&persist.counters.store_reads);
+        let expected = Expected { level: ghost.level, low: ghost.low.as_ref(), high: ghost.high.as_ref() };
+        let decoded = (persist.codecs.decode)(&record, &expected)
+            .map_err(|what| Error::Corrupt { address: Some(address), what })?;
+        let right = match &ghost.right {
+            GhostRight::Known(right) => right.clone(),
+            GhostRight::FirstChildOf(parent_right) => {
+                let parent = self.node(parent_right)?;
+                let first = parent.as_branch().and_then(|branch| branch.children.first());
+                let Some(first) = first else {
+                    let what = "the parent's right neighbour is not a branch".to_string();
+                    return Err(Error::Corrupt { address: Some(address), what });
+                };
+                Some(Arc::clone(first))
+            }
+        };
+        let (low, high) = (decoded.low, decoded.high);
+        let body = match decoded.body {
+            DecodedBody::Leaf { keys, vals } => Body::Leaf(Leaf { keys, vals }),
+            DecodedBody::Branch { level, keys, children } => Body::Branch(Branch {
+                level,
+                children: ghost_children(level, &low, &high, &right, &keys, &children),
+                keys,
+            }),
+        };
+        Counters::bump(&persist.counters.loads);
+        Ok(Node { low, high, right, body, meta: Meta::stored_at(address.0) })
+    }
+}
+
+/// Ghost slots for a branch's children, each knowing its range and its right
+/// neighbour (built right to left so each can name the next).
+fn ghost_children<K: Clone, V>(
+    level: u32,
+    low: &Option<K>,
+    high: &Option<K>,
+    right: &Option<Arc<Slot<K, V>>>,
+    keys: &[K],
+    children: &[crate::store::Address],
+) -> Vec<Arc<Slot<K, V>>> {
+    let last = children.len() - 1;
+    // The last child's right neighbour is the first child of this branch's
+    // right neighbour, which may not be loaded yet.
+    let mut next = match right {
+        Some(right) => GhostRight::FirstChildOf(Arc::clone(right)),
+        None => GhostRight::Known(None),
+    };
+    let mut slots: Vec<_> = (0..=last)
+        .rev()
+        .map(|i| {
+            let slot = Slot::ghost(Ghost {
+                address: children[i],
+                level: level - 1,
+                low: if i == 0 { low.clone() } else { Some(keys[i - 1].clone()) },
+                high: if i == last { high.clone() } else { Some(keys[i].clone()) },
+                right: std::mem::replace(&mut next, GhostRight::Known(None)),
+            });
+            next = GhostRight::Known(Some(Arc::clone(&slot)));
+            slot
+        })
+        .collect();
+    slots.reverse();
+    slots
+}
+
+/// A load in flight. Landing it publishes the node or restores the ghost and
+/// wakes the waiters; if the loader panics instead (a decoder of the key or
+/// value type), dropping it restores the ghost and tells the waiters.
+struct Flight<'a, K, V> {
+    slot: &'a Slot<K, V>,
+    loading: &'a Arc<State<K, V>>,
+    ghost: &'a Arc<State<K, V>>,
+    wait: &'a Wait,
+    landed: bool,
+}
+
+impl<K, V> Flight<'_, K, V> {
+    fn land(&mut self, loaded: Result<Node<K, V>, Error>) -> Result<(), Error> {
+        self.landed = true;
+        // Only the loader leaves `Loading`, so these swaps cannot fail.
+        let outcome = match loaded {
+            Ok(node) => {
+                self.slot.swap_state(self.loading, Arc::new(State::Loaded(node)));
+                Ok(())
+            }
+            Err(error) => {
+                self.slot.swap_state(self.loading, Arc::clone(self.ghost));
+                Err(error)
+            }
+        };
+        self.wait.finish(outcome.clone());
+        outcome
+    }
+}
+
+impl<K, V> Drop for Flight<'_, K, V> {
+    fn drop(&mut self) {
+        if !self.landed {
+            self.slot.swap_state(self.loading, Arc::clone(self.ghost));
+            let address = match &**self.ghost {
+                State::Ghost(ghost) => ghost.address,
+                _ => crate::store::Address(0),
+            };
+            self.wait.finish(Err(Error::LoadPanicked { address }));
+        }
+    }
+}

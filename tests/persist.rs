@@ -1,0 +1,46 @@
+//! Trees over a store: flush, reopen lazily, and the checkpoint's promises.
+
+use std::collections::BTreeMap;
+
+use ghostbtree::{BTree, Config, MemoryStore};
+
+fn tiny() -> Config {
+    Config::new().leaf_capacity(4).branch_capacity(4)
+}
+
+#[test]
+fn flush_then_reopen_sees_everything_and_loads_lazily() {
+    let store = MemoryStore::new();
+    let tree: BTree<u64, String> = BTree::open(store.clone(), tiny()).unwrap();
+    let mut model = BTreeMap::new();
+    for i in 0..2000u64 {
+        let key = i * 7919 % 5003;
+        tree.insert(key, key.to_string()).unwrap();
+        model.insert(key, key.to_string());
+    }
+    tree.flush().unwrap();
+    // Writes after the flush are not in the checkpoint.
+    tree.insert(999_999, "late".into()).unwrap();
+    drop(tree);
+
+    let reopened: BTree<u64, String> = BTree::open(store.clone(), tiny()).unwrap();
+    assert_eq!(reopened.stats().store_reads, 0, "open reads only the commit record");
+    assert_eq!(reopened.len(), model.len());
+    assert_eq!(reopened.get(&17).unwrap(), model.get(&17).cloned());
+    let reads_for_one_get = reopened.stats().store_reads;
+    assert!((2..12).contains(&reads_for_one_get), "{reads_for_one_get} reads for one get");
+    let all: Vec<(u64, String)> = reopened.iter().collect::<Result<_, _>>().unwrap();
+    assert!(all.into_iter().eq(model.clone()));
+    assert_eq!(reopened.get(&999_999).unwrap(), None);
+    let report = reopened.verify().unwrap();
+    assert!(report.is_ok() && report.unposted == 0, "{report}");
+
+    // Change some, flush again, reopen again.
+    for key in (0..5003u64).step_by(3) {
+        assert_eq!(reopened.remove(&key).unwrap(), model.remove(&key));
+    }
+    reopened.flush().unwrap();
+    let again: BTree<u64, String> = BTree::open(store, tiny()).unwrap();
+    assert!(again.iter().map(Result::unwrap).eq(model.clone()));
+    assert_eq!(again.len(), model.len());
+}
