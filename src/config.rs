@@ -15,6 +15,7 @@ use crate::Error;
 pub struct Config {
     pub(crate) leaf_capacity: usize,
     pub(crate) branch_capacity: usize,
+    pub(crate) memory_budget: usize,
 }
 
 impl Config {
@@ -29,16 +30,36 @@ impl Config {
     /// Interior nodes change only when a child splits, so they can be wider
     /// than buckets: 128 keeps a 10M-key tree at four levels.
     pub const DEFAULT_BRANCH_CAPACITY: usize = 128;
+    /// 256 MiB: a cache size that suits an embedded index on a small server
+    /// (sled defaults to 1 GiB, ZODB to 400 objects).
+    pub const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
 
     /// The defaults.
     pub fn new() -> Config {
-        Config { leaf_capacity: Self::DEFAULT_LEAF_CAPACITY, branch_capacity: Self::DEFAULT_BRANCH_CAPACITY }
+        Config {
+            leaf_capacity: Self::DEFAULT_LEAF_CAPACITY,
+            branch_capacity: Self::DEFAULT_BRANCH_CAPACITY,
+            memory_budget: Self::DEFAULT_MEMORY_BUDGET,
+        }
     }
 
     /// Most entries per bucket; at least 2. Tiny values make deep trees,
     /// which tests use to exercise splits.
     pub fn leaf_capacity(mut self, entries: usize) -> Config {
         self.leaf_capacity = entries;
+        self
+    }
+
+    /// Bytes of node versions a tree over a store keeps in memory before it
+    /// turns cold clean leaves back into ghosts. Default 256 MiB.
+    ///
+    /// A soft limit: it may be exceeded by what threads hold at the moment
+    /// (a few nodes each), by interior nodes (never evicted; about 1/64 of
+    /// the tree) and by dirty leaves until the checkpoint that writes them,
+    /// which starts when dirty bytes reach half the budget. In-memory trees
+    /// ignore it.
+    pub fn memory_budget(mut self, bytes: usize) -> Config {
+        self.memory_budget = bytes;
         self
     }
 

@@ -44,3 +44,39 @@ fn flush_then_reopen_sees_everything_and_loads_lazily() {
     assert!(again.iter().map(Result::unwrap).eq(model.clone()));
     assert_eq!(again.len(), model.len());
 }
+
+#[test]
+fn a_tiny_budget_evicts_and_reloads_without_losing_anything() {
+    let store = MemoryStore::new();
+    let config = Config::new().leaf_capacity(16).branch_capacity(64).memory_budget(64 << 10);
+    let tree: BTree<u64, u64> = BTree::open(store.clone(), config.clone()).unwrap();
+    let mut model = BTreeMap::new();
+    let mut x = 1u64;
+    for _ in 0..30_000 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let key = (x >> 33) % 20_000;
+        if x.is_multiple_of(5) {
+            assert_eq!(tree.remove(&key).unwrap(), model.remove(&key));
+        } else {
+            assert_eq!(tree.insert(key, x).unwrap(), model.insert(key, x));
+        }
+    }
+    let stats = tree.stats();
+    assert!(stats.checkpoints > 0, "dirty bytes should have forced checkpoints: {stats:?}");
+    assert!(tree.iter().map(Result::unwrap).eq(model.clone()));
+    let stats = tree.stats();
+    assert!(stats.evictions > 0, "{stats:?}");
+    assert!(stats.loads > 0, "{stats:?}");
+    tree.flush().unwrap();
+    let report = tree.verify().unwrap();
+    assert!(report.is_ok() && report.unposted == 0, "{report}");
+    drop(tree);
+
+    let reopened: BTree<u64, u64> = BTree::open(store, config).unwrap();
+    for key in 0..20_000 {
+        assert_eq!(reopened.get(&key).unwrap(), model.get(&key).copied());
+    }
+    let stats = reopened.stats();
+    assert!(stats.resident_bytes < 2 * (64 << 10), "{stats:?}");
+    println!("{stats:?}");
+}

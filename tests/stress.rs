@@ -220,7 +220,7 @@ fn stress_default_nodes() {
 /// once, and nothing is left behind.
 #[test]
 fn concurrent_pops_take_each_key_once() {
-    let n: u64 = if cfg!(miri) { 200 } else { 30_000 };
+    let n: u64 = if cfg!(miri) { 200 } else { 8_000 };
     let tree = BTree::with_config(Config::new().leaf_capacity(4).branch_capacity(4)).unwrap();
     tree.extend((0..n).map(|k| (k, k))).unwrap();
     let inserted = AtomicBool::new(false);

@@ -38,8 +38,9 @@
 //! walk visits every loaded node, so a checkpoint costs O(resident nodes) of
 //! CPU and O(changed nodes + their ancestors) of writes.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crossbeam_utils::Backoff;
@@ -157,8 +158,41 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// Writes a checkpoint (see the module docs). A no-op without a store.
     pub(crate) fn checkpoint(&self) -> Result<(), Error> {
         let Some(persist) = &self.persist else { return Ok(()) };
+        let len = persist.epochs.serial.lock().unwrap_or_else(PoisonError::into_inner);
+        self.checkpoint_locked(len)
+    }
+
+    /// Checkpoints when dirty bytes fill half the budget (dirty leaves cannot
+    /// be evicted), then evicts if resident bytes exceed the budget. Called by writers after their operation, so never while
+    /// registered in an epoch; looks at the count every 32nd write of a
+    /// thread, and leaves it to a checkpoint already running. An error here
+    /// is not the write's: the write took effect, and the next `flush`
+    /// reports the store's trouble.
+    pub(crate) fn checkpoint_if_dirty(&self) {
+        thread_local! {
+            static WRITES: Cell<u32> = const { Cell::new(0) };
+        }
+        let (Some(persist), Some(account)) = (&self.persist, self.account()) else { return };
+        let writes = WRITES.with(|writes| {
+            writes.set(writes.get().wrapping_add(1));
+            writes.get()
+        });
+        if !writes.is_multiple_of(32) {
+            return;
+        }
+        if account.dirty() > account.budget() / 2
+            && let Ok(len) = persist.epochs.serial.try_lock()
+        {
+            let _ = self.checkpoint_locked(len);
+        }
+        // Writes grow the tree too (splits), and a checkpoint makes leaves
+        // evictable.
+        self.evict_if_over_budget();
+    }
+
+    fn checkpoint_locked(&self, mut len: MutexGuard<'_, u64>) -> Result<(), Error> {
+        let persist = self.persist.as_ref().expect("checked by the callers");
         let epochs = &persist.epochs;
-        let mut len = epochs.serial.lock().unwrap_or_else(PoisonError::into_inner);
         let epoch = epochs.current.load(Ordering::SeqCst);
         epochs.running.store(epoch, Ordering::SeqCst);
         epochs.current.store(epoch + 1, Ordering::SeqCst);
@@ -272,6 +306,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         let address = self.append(&record)?;
         // Release: whoever reads the address (the evictor) finds the record.
         node.meta.stored.store(address.0, Ordering::Release);
+        if let Some(charge) = &node.meta.charge {
+            charge.clean();
+        }
         Ok((address, true))
     }
 

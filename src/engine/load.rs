@@ -11,6 +11,7 @@
 //! states involved are held as owned `Arc`s.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::cell::{Snapshot, snapshot_into_arc};
 use super::format::{DecodedBody, Expected};
@@ -26,11 +27,23 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     #[inline]
     pub(crate) fn node(&self, slot: &Slot<K, V>) -> Result<NodeRef<K, V>, Error> {
         let mut state = slot.state();
+        let mut loaded = false;
         loop {
             match NodeRef::loaded(state) {
-                Ok(node) => return Ok(node),
+                Ok(node) => {
+                    // Touched: not cold. Relaxed: an eviction hint.
+                    if slot.cooling.load(Ordering::Relaxed) {
+                        slot.cooling.store(false, Ordering::Relaxed);
+                    }
+                    if loaded {
+                        // After taking the node: eviction may pick this very
+                        // slot, and the version we hold stays valid.
+                        self.evict_if_over_budget();
+                    }
+                    return Ok(node);
+                }
                 Err(other) => {
-                    self.materialize(slot, other)?;
+                    loaded |= self.materialize(slot, other)?;
                     state = slot.state();
                 }
             }
@@ -43,30 +56,30 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     }
 
     /// Loads a ghost, or waits for the load in flight. Returns when the slot
-    /// is worth reading again.
+    /// is worth reading again: `true` if this thread did the load.
     #[cold]
-    fn materialize(&self, slot: &Slot<K, V>, state: Snapshot<State<K, V>>) -> Result<(), Error> {
+    fn materialize(&self, slot: &Slot<K, V>, state: Snapshot<State<K, V>>) -> Result<bool, Error> {
         let state = snapshot_into_arc(state); // owned: no guard past this line
         match &*state {
-            State::Loaded(_) => Ok(()),
+            State::Loaded(_) => Ok(false),
             State::Loading { wait, .. } => {
                 let wait = Arc::clone(wait);
                 drop(state);
                 if let Some(persist) = &self.persist {
                     Counters::bump(&persist.counters.load_waits);
                 }
-                wait.wait()
+                wait.wait().map(|()| false)
             }
             State::Ghost(ghost) => {
                 let wait = Arc::new(Wait::new());
                 let loading = Arc::new(State::Loading { wait: Arc::clone(&wait), ghost: Arc::clone(&state) });
                 if !slot.swap_state(&state, Arc::clone(&loading)) {
-                    return Ok(()); // another thread got there first
+                    return Ok(false); // another thread got there first
                 }
                 let mut flight =
                     Flight { slot, loading: &loading, ghost: &state, wait: &wait, landed: false };
                 let loaded = self.load_ghost(ghost);
-                flight.land(loaded)
+                flight.land(loaded).map(|()| true)
             }
         }
     }
@@ -105,7 +118,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             }),
         };
         Counters::bump(&persist.counters.loads);
-        Ok(Node { low, high, right, body, meta: Meta::stored_at(address.0) })
+        Ok(Node { low, high, right, body, meta: Meta::stored_at(address.0) }.charged(self.account(), false))
     }
 }
 

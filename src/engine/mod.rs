@@ -2,6 +2,7 @@
 //! the B-link protocol. Each file states the invariants it owns.
 
 pub(crate) mod bulk;
+pub(crate) mod cache;
 pub(crate) mod cell;
 pub(crate) mod checkpoint;
 pub(crate) mod format;

@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
+use super::cache::{Account, Charge, size_of_version};
 use super::slot::{Slot, State};
 use std::sync::atomic::AtomicU64;
 
@@ -58,15 +59,17 @@ pub(crate) struct Meta<K, V> {
     /// image also names its children's addresses, so a checkpoint that moves
     /// a child rewrites it and updates this.
     pub(crate) stored: AtomicU64,
+    /// This version's share of the tree's memory count (trees over a store).
+    pub(crate) charge: Option<Charge>,
 }
 
 impl<K, V> Meta<K, V> {
     pub(crate) fn new(epoch: u64, prev: Option<Arc<State<K, V>>>) -> Meta<K, V> {
-        Meta { epoch, prev, stored: AtomicU64::new(0) }
+        Meta { epoch, prev, stored: AtomicU64::new(0), charge: None }
     }
 
     pub(crate) fn stored_at(address: u64) -> Meta<K, V> {
-        Meta { epoch: 0, prev: None, stored: AtomicU64::new(address) }
+        Meta { epoch: 0, prev: None, stored: AtomicU64::new(address), charge: None }
     }
 }
 
@@ -122,6 +125,15 @@ impl<K, V> Node<K, V> {
         body: Body<K, V>,
     ) -> Self {
         Node { low, high, right, body, meta: Meta::new(0, None) }
+    }
+
+    /// Charges this version to `account` (if the tree has one), as dirty
+    /// (built by a write) or clean (loaded from the store).
+    pub(crate) fn charged(mut self, account: Option<&'static Account>, dirty: bool) -> Self {
+        if let Some(account) = account {
+            self.meta.charge = Some(account.charge(size_of_version(&self), dirty));
+        }
+        self
     }
 
     pub(crate) fn level(&self) -> u32 {
@@ -195,6 +207,7 @@ impl<K: Ord + Clone, V: Clone> Node<K, V> {
         capacity: usize,
         appended: bool,
         meta: Meta<K, V>,
+        account: Option<&'static Account>,
     ) -> Rebuilt<K, V> {
         let len = match &body {
             Body::Leaf(leaf) => leaf.keys.len(),
@@ -202,24 +215,28 @@ impl<K: Ord + Clone, V: Clone> Node<K, V> {
         };
         if len <= capacity {
             let (low, high, right) = (self.low.clone(), self.high.clone(), self.right.clone());
-            return Rebuilt::Fits(Node { low, high, right, body, meta });
+            return Rebuilt::Fits(Node { low, high, right, body, meta }.charged(account, true));
         }
         let at = if appended && self.high.is_none() { capacity } else { len / 2 };
         let (left_body, separator, right_body) = body.split(at);
-        let right = Slot::new(Node {
-            low: Some(separator.clone()),
-            high: self.high.clone(),
-            right: self.right.clone(),
-            body: right_body,
-            meta: Meta::new(meta.epoch, None),
-        });
+        let right = Slot::new(
+            Node {
+                low: Some(separator.clone()),
+                high: self.high.clone(),
+                right: self.right.clone(),
+                body: right_body,
+                meta: Meta::new(meta.epoch, None),
+            }
+            .charged(account, true),
+        );
         let left = Node {
             low: self.low.clone(),
             high: Some(separator.clone()),
             right: Some(Arc::clone(&right)),
             body: left_body,
             meta,
-        };
+        }
+        .charged(account, true);
         Rebuilt::Split { left, separator, right }
     }
 }

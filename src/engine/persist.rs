@@ -5,9 +5,11 @@
 //! only place that requires `K: Codec, V: Codec`), so the engine's methods
 //! need no codec bounds and an in-memory tree carries none of this.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use super::cache::AccountBox;
 use super::checkpoint::Epochs;
 use super::format::Commit;
 use super::format::{self, Decoded, Expected};
@@ -22,6 +24,8 @@ pub(crate) struct Persist<K, V> {
     pub(crate) codecs: Codecs<K, V>,
     pub(crate) counters: Counters,
     pub(crate) epochs: Epochs,
+    /// Leaves picked for eviction, oldest first (see `cache.rs`).
+    pub(crate) cooling: Mutex<VecDeque<Arc<Slot<K, V>>>>,
 }
 
 /// The encoders and decoder for one `(K, V)` (signatures in `format.rs`).
@@ -78,7 +82,13 @@ impl Counters {
 
 impl<K, V> Tree<K, V> {
     pub(crate) fn stats(&self) -> Stats {
-        self.persist.as_ref().map_or_else(Stats::default, |persist| persist.counters.snapshot())
+        let mut stats =
+            self.persist.as_ref().map_or_else(Stats::default, |persist| persist.counters.snapshot());
+        if let Some(account) = self.account() {
+            stats.resident_bytes = account.resident() as u64;
+            stats.dirty_bytes = account.dirty() as u64;
+        }
+        stats
     }
 }
 
@@ -117,7 +127,9 @@ impl<K: Ord + Clone + Codec, V: Clone + Codec> Tree<K, V> {
             codecs: Codecs::new(),
             counters: Counters::default(),
             epochs: Epochs::new(commit.epoch, commit.len),
+            cooling: Mutex::new(VecDeque::new()),
         });
+        tree.account = Some(AccountBox::new(tree.config().memory_budget));
         Ok(tree)
     }
 }

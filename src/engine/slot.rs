@@ -31,6 +31,7 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use super::cell::{AtomicArc, Snapshot, snapshot_into_arc};
 use super::node::{Node, prefetch};
@@ -39,6 +40,9 @@ use crate::store::Address;
 
 pub(crate) struct Slot<K, V> {
     state: AtomicArc<State<K, V>>,
+    /// Picked for eviction and not touched since (see `cache.rs`). Sits
+    /// on the line every access reads; written only when set.
+    pub(crate) cooling: AtomicBool,
 }
 
 pub(crate) enum State<K, V> {
@@ -72,11 +76,17 @@ pub(crate) enum GhostRight<K, V> {
 
 impl<K, V> Slot<K, V> {
     pub(crate) fn new(node: Node<K, V>) -> Arc<Slot<K, V>> {
-        Arc::new(Slot { state: AtomicArc::new(Arc::new(State::Loaded(node))) })
+        Arc::new(Slot {
+            state: AtomicArc::new(Arc::new(State::Loaded(node))),
+            cooling: AtomicBool::new(false),
+        })
     }
 
     pub(crate) fn ghost(ghost: Ghost<K, V>) -> Arc<Slot<K, V>> {
-        Arc::new(Slot { state: AtomicArc::new(Arc::new(State::Ghost(ghost))) })
+        Arc::new(Slot {
+            state: AtomicArc::new(Arc::new(State::Ghost(ghost))),
+            cooling: AtomicBool::new(false),
+        })
     }
 
     /// The current state, whatever it is.
@@ -87,6 +97,12 @@ impl<K, V> Slot<K, V> {
         // header is read (see `Node::prefetch`).
         prefetch(std::slice::from_ref::<State<K, V>>(&state));
         state
+    }
+
+    /// The current state without prefetching it (for the evictor's
+    /// sampling, which looks at many slots and reads few of them).
+    pub(crate) fn peek(&self) -> Snapshot<State<K, V>> {
+        self.state.load()
     }
 
     /// Swaps `current` for `new` if it still is the state; says whether it

@@ -34,6 +34,7 @@
 
 use std::sync::Arc;
 
+use super::cache::{Account, AccountBox};
 use super::cell::{AtomicArc, Snapshot};
 use super::checkpoint::Registered;
 use super::node::{Body, Branch, Entries, Leaf, Meta, Node, Rebuilt, prefetch};
@@ -53,6 +54,9 @@ pub(crate) struct Tree<K, V> {
     config: Config,
     /// The store and codecs; `None` for an in-memory tree (no ghosts).
     pub(crate) persist: Option<Persist<K, V>>,
+    /// The memory count of a tree over a store. Last: it must outlive every
+    /// version (fields drop in order; see `cache.rs`).
+    pub(crate) account: Option<AccountBox>,
 }
 
 /// What a write does to the entry of its key.
@@ -149,6 +153,10 @@ impl<K, V> Tree<K, V> {
     pub(crate) fn root(&self) -> Arc<Slot<K, V>> {
         self.root.load_full()
     }
+
+    pub(crate) fn account(&self) -> Option<&'static Account> {
+        self.account.as_ref().map(AccountBox::get)
+    }
 }
 
 impl<K: Ord + Clone, V: Clone> Tree<K, V> {
@@ -162,7 +170,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     pub(crate) fn from_root(root: Arc<Slot<K, V>>, len: usize, config: Config) -> Tree<K, V> {
         let counts = Striped::new();
         counts.add(ENTRIES, isize::try_from(len).unwrap_or(isize::MAX));
-        Tree { root: AtomicArc::new(root), counts, config, persist: None }
+        Tree { root: AtomicArc::new(root), counts, config, persist: None, account: None }
     }
 
     /// The leaf the target lies in, for reading.
@@ -215,10 +223,22 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     pub(crate) fn update<R>(
         &self,
         key: &K,
-        mut decide: impl FnMut(Option<&V>) -> (Action<V>, R),
+        decide: impl FnMut(Option<&V>) -> (Action<V>, R),
     ) -> Result<R, Error> {
-        let registered = self.register();
-        let epoch = registered.as_ref().map_or(0, |r| r.epoch);
+        let result = {
+            let registered = self.register();
+            self.update_in(key, decide, registered.as_ref().map_or(0, |r| r.epoch))
+        };
+        self.checkpoint_if_dirty();
+        result
+    }
+
+    fn update_in<R>(
+        &self,
+        key: &K,
+        mut decide: impl FnMut(Option<&V>) -> (Action<V>, R),
+        epoch: u64,
+    ) -> Result<R, Error> {
         let Found { mut slot, mut node, mut moved_right } = self.descend::<true>(Seek::Key(key), 0)?;
         loop {
             // The new version will hold the right link too: start fetching
@@ -266,8 +286,15 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// removed is the first (last) of some moment during the call, not
     /// necessarily of the moment it returns.
     pub(crate) fn pop(&self, last: bool) -> Result<Option<(K, V)>, Error> {
-        let registered = self.register();
-        let epoch = registered.as_ref().map_or(0, |r| r.epoch);
+        let result = {
+            let registered = self.register();
+            self.pop_in(last, registered.as_ref().map_or(0, |r| r.epoch))
+        };
+        self.checkpoint_if_dirty();
+        result
+    }
+
+    fn pop_in(&self, last: bool, epoch: u64) -> Result<Option<(K, V)>, Error> {
         loop {
             let Some(Found { slot, node, .. }) = self.seek_nonempty(last)? else {
                 return Ok(None);
@@ -353,7 +380,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             Body::Leaf(_) => self.config.leaf_capacity,
             Body::Branch(_) => self.config.branch_capacity,
         };
-        match current.rebuild(body, capacity, appended, self.successor_meta(current, epoch)) {
+        match current.rebuild(body, capacity, appended, self.successor_meta(current, epoch), self.account()) {
             Rebuilt::Fits(node) => slot.replace(current, node),
             Rebuilt::Split { left, separator, right } => {
                 if !slot.replace(current, left) {
@@ -391,19 +418,22 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 let (Some(high), Some(next)) = (&top.high, &top.right) else {
                     return Ok(());
                 };
-                let grown = Slot::new(Node {
-                    low: None,
-                    high: None,
-                    right: None,
-                    body: Body::Branch(Branch {
-                        level: level + 1,
-                        keys: vec![high.clone()],
-                        children: vec![Arc::clone(&root), Arc::clone(next)],
-                    }),
-                    // Tagged like any write: a checkpoint of an older epoch
-                    // must not take it for its root.
-                    meta: Meta::new(epoch, None),
-                });
+                let grown = Slot::new(
+                    Node {
+                        low: None,
+                        high: None,
+                        right: None,
+                        body: Body::Branch(Branch {
+                            level: level + 1,
+                            keys: vec![high.clone()],
+                            children: vec![Arc::clone(&root), Arc::clone(next)],
+                        }),
+                        // Tagged like any write: a checkpoint of an older epoch
+                        // must not take it for its root.
+                        meta: Meta::new(epoch, None),
+                    }
+                    .charged(self.account(), true),
+                );
                 // Win or lose, the top is now above `level`: post again.
                 let current: &Arc<Slot<K, V>> = &root;
                 self.root.compare_exchange(current, grown);
@@ -416,7 +446,13 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                     return Ok(()); // posted already
                 };
                 let meta = self.successor_meta(&node, epoch);
-                match node.rebuild(Body::Branch(body), self.config.branch_capacity, appended, meta) {
+                match node.rebuild(
+                    Body::Branch(body),
+                    self.config.branch_capacity,
+                    appended,
+                    meta,
+                    self.account(),
+                ) {
                     Rebuilt::Fits(new) => {
                         if slot.replace(&node, new) {
                             return Ok(());
