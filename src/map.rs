@@ -188,6 +188,14 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
         self.tree.checkpoint()
     }
 
+    /// Evicts the leaf holding `key` if it is clean. Only in the loom model
+    /// build, whose tests need an evictor at a chosen point.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn evict_leaf_of(&self, key: &K) -> Result<bool, Error> {
+        self.tree.evict_leaf_of(key)
+    }
+
     /// What the tree has done since it was opened.
     pub fn stats(&self) -> Stats {
         self.tree.stats()

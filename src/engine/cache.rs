@@ -203,6 +203,15 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         }
     }
 
+    /// Evicts the leaf holding `key` if it is clean (for the loom model,
+    /// which needs the evictor at a chosen point, not at random).
+    #[cfg(loom)]
+    pub(crate) fn evict_leaf_of(&self, key: &K) -> Result<bool, crate::Error> {
+        let found = self.descend::<true>(super::tree::Seek::Key(key), 0)?;
+        drop(found.node);
+        Ok(self.evict(&found.slot))
+    }
+
     /// Turns `slot` back into a ghost if it holds a clean leaf; says whether
     /// it did. The swap is from the version checked, so a write that
     /// replaced it meanwhile makes this fail harmlessly.
