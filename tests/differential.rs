@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::ops::{End, Key, Op, Value, apply, check};
+use common::ops::{End, Key, Op, Subject, Value, apply, check};
 use ghostbtree::{BTree, Config, Error};
 use proptest::prelude::*;
 
@@ -36,6 +36,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => proptest::collection::vec((key(), any::<Value>()), 0..20).prop_map(Op::Extend),
         2 => (end(), end(), proptest::collection::vec(any::<bool>(), 0..20))
             .prop_map(|(start, end, backs)| Op::Range { start, end, backs }),
+        1 => Just(Op::Flush),
+        1 => Just(Op::Reopen),
     ]
 }
 
@@ -55,6 +57,26 @@ proptest! {
             apply(&tree, &mut model, op);
         }
         check(&tree, &model);
+    }
+
+    /// The same over a store with a budget of a few nodes: leaves are
+    /// evicted and reloaded constantly, flushes and reopens are in the mix,
+    /// and a reopen must show exactly what the last flush held.
+    #[test]
+    fn trees_over_a_store_match_too(
+        config in config(),
+        budget in 1usize..16,
+        initial in proptest::collection::btree_map(key(), any::<Value>(), 0..300),
+        ops in proptest::collection::vec(op(), 1..300),
+    ) {
+        let mut subject = Subject::over_store(config.memory_budget(budget << 10), initial);
+        for op in &ops {
+            subject.apply(op);
+        }
+        subject.check();
+        subject.apply(&Op::Flush);
+        subject.apply(&Op::Reopen);
+        subject.check();
     }
 
     #[test]

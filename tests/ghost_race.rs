@@ -76,7 +76,9 @@ fn concurrent_first_touches_of_ghosts_see_complete_nodes() {
                     if (t + round) % 2 == 0 {
                         let seen: Vec<(u64, u64)> = tree.iter().map(|e| e.unwrap()).collect();
                         assert_eq!(seen.len() as u64, keys, "a scan missed or repeated keys");
-                        assert!(seen.iter().enumerate().all(|(i, &(k, v))| k == 3 * i as u64 && v == i as u64));
+                        assert!(
+                            seen.iter().enumerate().all(|(i, &(k, v))| k == 3 * i as u64 && v == i as u64)
+                        );
                     } else {
                         for key in (0..keys).rev() {
                             assert_eq!(tree.get(&(key * 3)).unwrap(), Some(key), "key {} lost", key * 3);

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 
-use ghostbtree::{BTree, CompareAndSwapError};
+use ghostbtree::{BTree, CompareAndSwapError, Config, MemoryStore};
 
 pub type Key = u16;
 pub type Value = u32;
@@ -48,6 +48,11 @@ pub enum Op {
         end: End,
         backs: Vec<bool>,
     },
+    /// Checkpoint (trees over a store; a no-op in memory).
+    Flush,
+    /// Drop the tree and open the store again: what was flushed survives,
+    /// what was not is gone (trees over a store; a no-op in memory).
+    Reopen,
 }
 
 fn bound(end: End) -> Bound<Key> {
@@ -72,9 +77,85 @@ fn contains(range: &(Bound<Key>, Bound<Key>), key: Key) -> bool {
     above && below
 }
 
+/// A tree under test, in memory or over a store, with its model: the map it
+/// must equal, and the maps a checkpoint may hold. A checkpoint may also
+/// start on its own (dirty bytes filling the budget) after any operation, so
+/// a reopen must show the state after the last flush or after some later
+/// operation.
+pub struct Subject {
+    pub tree: BTree<Key, Value>,
+    pub model: BTreeMap<Key, Value>,
+    /// The model after the last flush, then after each operation since.
+    durable: Vec<BTreeMap<Key, Value>>,
+    store: Option<(MemoryStore, Config)>,
+}
+
+impl Subject {
+    pub fn in_memory(tree: BTree<Key, Value>, model: BTreeMap<Key, Value>) -> Subject {
+        Subject { tree, durable: Vec::new(), model, store: None }
+    }
+
+    /// A tree over a fresh store holding `initial`, flushed.
+    pub fn over_store(config: Config, initial: BTreeMap<Key, Value>) -> Subject {
+        let store = MemoryStore::new();
+        let tree = BTree::open(store.clone(), config.clone()).unwrap();
+        tree.extend(initial.clone()).unwrap();
+        tree.flush().unwrap();
+        Subject { tree, durable: vec![initial.clone()], model: initial, store: Some((store, config)) }
+    }
+
+    pub fn apply(&mut self, op: &Op) {
+        match (op, &self.store) {
+            (Op::Flush, Some(_)) => {
+                self.tree.flush().unwrap();
+                self.durable = vec![self.model.clone()];
+            }
+            (Op::Reopen, Some((store, config))) => {
+                self.tree = BTree::open(store.clone(), config.clone()).unwrap();
+                let len = self.tree.len();
+                let entries: Vec<(Key, Value)> = self.tree.iter().collect::<Result<_, _>>().unwrap();
+                assert_eq!(entries.len(), len, "reopened length");
+                let Some(state) = self
+                    .durable
+                    .iter()
+                    .rev()
+                    .find(|m| m.iter().map(|(k, v)| (*k, *v)).eq(entries.iter().copied()))
+                else {
+                    panic!(
+                        "reopened tree matches no state since the last flush:\n  reopened {entries:?}\n  flushed {:?}\n  now {:?}",
+                        self.durable.first(),
+                        self.model
+                    );
+                };
+                self.model = state.clone();
+                self.durable = vec![self.model.clone()];
+            }
+            (Op::Flush | Op::Reopen, None) => {}
+            (Op::Extend(entries), Some(_)) => {
+                // Each insert of an `extend` is an operation: a checkpoint
+                // may fall between any two.
+                for (key, value) in entries {
+                    self.apply(&Op::Insert(*key, *value));
+                }
+            }
+            _ => {
+                apply(&self.tree, &mut self.model, op);
+                if self.store.is_some() {
+                    self.durable.push(self.model.clone());
+                }
+            }
+        }
+    }
+
+    pub fn check(&self) {
+        check(&self.tree, &self.model);
+    }
+}
+
 /// Applies `op` to both, panicking with the op if their answers differ.
 pub fn apply(tree: &BTree<Key, Value>, model: &mut BTreeMap<Key, Value>, op: &Op) {
     match op.clone() {
+        Op::Flush | Op::Reopen => tree.flush().unwrap(),
         Op::Insert(key, value) => {
             assert_eq!(tree.insert(key, value).unwrap(), model.insert(key, value), "{op:?}")
         }
