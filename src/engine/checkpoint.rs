@@ -226,12 +226,13 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             Body::Branch(Branch { level: level + 1, keys: Vec::new(), children: vec![root] }),
         );
         let (keys, top) = self.posted(&above, epoch)?;
+        let mut written = Vec::new();
         let (address, level) = if let [root] = &top[..] {
-            (self.write_slot(root, epoch)?.0, level)
+            (self.write_slot(root, epoch, &mut written)?.0, level)
         } else {
             let mut addresses = Vec::with_capacity(top.len());
             for slot in &top {
-                addresses.push(self.write_slot(slot, epoch)?.0);
+                addresses.push(self.write_slot(slot, epoch, &mut written)?.0);
             }
             let record = (persist.codecs.encode_branch)(level + 1, None, None, &keys, &addresses);
             (self.append(&record)?, level + 1)
@@ -239,7 +240,19 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         let store = &persist.store;
         store.sync().map_err(|e| Error::io("syncing a checkpoint", None, e))?;
         let commit = encode_commit(&Commit { root: address, level, epoch, len });
-        store.write_commit(&commit).map_err(|e| Error::io("writing the commit record", None, e))
+        store.write_commit(&commit).map_err(|e| Error::io("writing the commit record", None, e))?;
+        // Only now are the records part of the stored tree. Marked before,
+        // a failure after them would let the next checkpoint reuse a child's
+        // new record under a parent whose old record it never rewrote.
+        for (version, address) in written {
+            let node = node_of(&version);
+            // Release: whoever reads the address (the evictor) finds the record.
+            node.meta.stored.store(address.0, Ordering::Release);
+            if let Some(charge) = &node.meta.charge {
+                charge.clean();
+            }
+        }
+        Ok(())
     }
 
     /// The root at `epoch` and its level: the topmost slot on the leftmost
@@ -268,8 +281,16 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     }
 
     /// Writes what the image of `slot` at `epoch` needs written, children
-    /// first. Returns the image's address and whether it is new.
-    fn write_slot(&self, slot: &Slot<K, V>, epoch: u64) -> Result<(Address, bool), Error> {
+    /// first, noting each version written in `written`. Returns the image's
+    /// address and whether it is new. A version counts as stored (reused by
+    /// later checkpoints, evictable) only once the commit succeeded.
+    #[allow(clippy::type_complexity)]
+    fn write_slot(
+        &self,
+        slot: &Slot<K, V>,
+        epoch: u64,
+        written: &mut Vec<(Arc<State<K, V>>, Address)>,
+    ) -> Result<(Address, bool), Error> {
         let version = match at_epoch(slot, epoch) {
             AtEpoch::Stored { address, .. } => return Ok((address, false)),
             AtEpoch::Version(version) => version,
@@ -292,7 +313,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 let mut changed = children.len() != branch.children.len();
                 let mut addresses = Vec::with_capacity(children.len());
                 for child in &children {
-                    let (address, new) = self.write_slot(child, epoch)?;
+                    let (address, new) = self.write_slot(child, epoch, written)?;
                     changed |= new;
                     addresses.push(address);
                 }
@@ -304,11 +325,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             }
         };
         let address = self.append(&record)?;
-        // Release: whoever reads the address (the evictor) finds the record.
-        node.meta.stored.store(address.0, Ordering::Release);
-        if let Some(charge) = &node.meta.charge {
-            charge.clean();
-        }
+        written.push((Arc::clone(&version), address));
         Ok((address, true))
     }
 

@@ -257,12 +257,12 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 }
                 (Action::Remove, Ok(i)) => (leaf.without(i), -1, false),
             };
-            if self.publish(&slot, &node, Body::Leaf(body), appended, epoch) {
-                self.count(delta, epoch);
+            if let Some(tag) = self.publish(&slot, &node, Body::Leaf(body), appended, epoch) {
+                self.count(delta, tag);
                 if let (true, Held::Shared(slot), Some(low)) = (moved_right, &slot, &node.low) {
                     // We reached this leaf through a right link: help post
                     // its separator (a no-op if the splitter got there).
-                    self.post_split(0, low.clone(), Arc::clone(slot), epoch);
+                    self.post_split(0, low.clone(), Arc::clone(slot), tag);
                 }
                 return Ok(result);
             }
@@ -302,8 +302,8 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             let leaf = leaf_of(&node);
             let i = if last { leaf.keys.len() - 1 } else { 0 };
             let entry = (leaf.keys[i].clone(), leaf.vals[i].clone());
-            if self.publish(&slot, &node, Body::Leaf(leaf.without(i)), false, epoch) {
-                self.count(-1, epoch);
+            if let Some(tag) = self.publish(&slot, &node, Body::Leaf(leaf.without(i)), false, epoch) {
+                self.count(-1, tag);
                 return Ok(Some(entry));
             }
         }
@@ -335,8 +335,8 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         self.persist.as_ref().map(|persist| persist.epochs.enter())
     }
 
-    /// Counts `delta` entries, also under the writer's epoch for the
-    /// checkpoint of that epoch.
+    /// Counts `delta` entries, also under the epoch the change was tagged
+    /// with, for the checkpoint of that epoch.
     fn count(&self, delta: isize, epoch: u64) {
         self.counts.add(ENTRIES, delta);
         if self.persist.is_some() {
@@ -352,10 +352,18 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// The bookkeeping of a version that a writer of `epoch` builds to
     /// replace `current`: it keeps `current` (or what `current` keeps) while
     /// a checkpoint of an older epoch may still need to write it.
+    ///
+    /// The new version's epoch is the later of the writer's and `current`'s:
+    /// a writer of epoch `E` that lost a race to one of `E + 1` builds on a
+    /// version holding an `E + 1` operation, so its version belongs to
+    /// `E + 1` too, or a checkpoint of `E` would hold an operation of a later
+    /// epoch. (It can only be `E + 1`: the checkpoint of `E` waits for this
+    /// writer, so no `E + 2` exists yet.)
     fn successor_meta(&self, current: &NodeRef<K, V>, epoch: u64) -> Meta<K, V> {
+        let epoch = epoch.max(current.meta.epoch);
         let running = self.persist.as_ref().map_or(0, |persist| persist.epochs.running());
-        let prev = if running == 0 {
-            None
+        let prev = if running == 0 || epoch <= running {
+            None // no checkpoint needs an older version
         } else if current.meta.epoch <= running {
             Some(Arc::clone(current.state()))
         } else {
@@ -365,8 +373,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     }
 
     /// Publishes `body` as the successor of `current` in `slot`, splitting
-    /// it if it overflows. Returns false if `current` was no longer the
-    /// slot's version (nothing changed).
+    /// it if it overflows. Returns the epoch the change was tagged with (see
+    /// `successor_meta`), or `None` if `current` was no longer the slot's
+    /// version (nothing changed).
     #[inline]
     fn publish(
         &self,
@@ -375,19 +384,23 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         body: Body<K, V>,
         appended: bool,
         epoch: u64,
-    ) -> bool {
+    ) -> Option<u64> {
         let capacity = match body {
             Body::Leaf(_) => self.config.leaf_capacity,
             Body::Branch(_) => self.config.branch_capacity,
         };
-        match current.rebuild(body, capacity, appended, self.successor_meta(current, epoch), self.account()) {
-            Rebuilt::Fits(node) => slot.replace(current, node),
+        let meta = self.successor_meta(current, epoch);
+        let tag = meta.epoch;
+        match current.rebuild(body, capacity, appended, meta, self.account()) {
+            Rebuilt::Fits(node) => slot.replace(current, node).then_some(tag),
             Rebuilt::Split { left, separator, right } => {
                 if !slot.replace(current, left) {
-                    return false;
+                    return None;
                 }
-                self.post_split(current.level(), separator, right, epoch);
-                true
+                // The post is part of the split: same epoch, or a checkpoint
+                // could hold the separator without the node it leads to.
+                self.post_split(current.level(), separator, right, tag);
+                Some(tag)
             }
         }
     }
@@ -407,7 +420,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         mut level: u32,
         mut separator: K,
         mut right: Arc<Slot<K, V>>,
-        epoch: u64,
+        mut epoch: u64,
     ) -> Result<(), Error> {
         'levels: loop {
             let root = self.root.load();
@@ -446,6 +459,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                     return Ok(()); // posted already
                 };
                 let meta = self.successor_meta(&node, epoch);
+                let tag = meta.epoch;
                 match node.rebuild(
                     Body::Branch(body),
                     self.config.branch_capacity,
@@ -460,7 +474,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                     }
                     Rebuilt::Split { left, separator: up, right: up_right } => {
                         if slot.replace(&node, left) {
-                            (level, separator, right) = (level + 1, up, up_right);
+                            (level, separator, right, epoch) = (level + 1, up, up_right, tag);
                             continue 'levels;
                         }
                     }

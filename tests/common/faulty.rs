@@ -134,7 +134,8 @@ impl FaultyStore {
     /// A splitmix64 draw: lock-free, and reproducible for a given seed when
     /// one thread makes the calls.
     fn random(&self) -> u64 {
-        let mut z = self.faults.rng.fetch_add(0x9e37_79b9_7f4a_7c15, Relaxed).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z =
+            self.faults.rng.fetch_add(0x9e37_79b9_7f4a_7c15, Relaxed).wrapping_add(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
@@ -168,8 +169,9 @@ impl Store for FaultyStore {
         }
         self.check(Op::Read)?;
         let mut record = self.inner.read(address)?;
+        let middle = record.len() / 2;
         if self.faults.corrupt.load(Relaxed) == address.0
-            && let Some(byte) = record.get_mut(record.len() / 2)
+            && let Some(byte) = record.get_mut(middle)
         {
             *byte ^= 0x5a;
         }
