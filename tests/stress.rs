@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ghostbtree::{BTree, Config};
+use ghostbtree::{BTree, Config, MemoryStore};
 
 const KEYS: u64 = 20_000;
 const WRITERS: u64 = 6;
@@ -144,11 +144,23 @@ fn scanner(tree: &BTree<u64, u64>, id: u64, stop: &AtomicBool) -> u64 {
     scans
 }
 
-fn stress(config: Config) {
-    let stable = (0..KEYS).step_by(10).map(|k| (k, k));
-    let tree = BTree::from_sorted(stable, config).unwrap();
+fn stable() -> impl Iterator<Item = (u64, u64)> {
+    (0..KEYS).step_by(10).map(|k| (k, k))
+}
+
+/// Runs the workload on `tree` (holding the stable keys), with a thread
+/// that checkpoints in a loop if `flushes`.
+fn stress(tree: &BTree<u64, u64>, flushes: bool) {
     let stop = AtomicBool::new(false);
     let (models, increments) = std::thread::scope(|s| {
+        if flushes {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    tree.flush().unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            });
+        }
         let scanners: Vec<_> = (0..2)
             .map(|id| {
                 s.spawn({
@@ -208,12 +220,32 @@ fn stress(config: Config) {
 
 #[test]
 fn stress_tiny_nodes() {
-    stress(Config::new().leaf_capacity(4).branch_capacity(4));
+    stress(&BTree::from_sorted(stable(), Config::new().leaf_capacity(4).branch_capacity(4)).unwrap(), false);
 }
 
 #[test]
 fn stress_default_nodes() {
-    stress(Config::new());
+    stress(&BTree::from_sorted(stable(), Config::new()).unwrap(), false);
+}
+
+/// The same over a store with a budget of a few dozen leaves, so leaves are
+/// evicted and reloaded under the writers and scanners, while another thread
+/// checkpoints in a loop. Afterwards a reopen holds exactly the live tree.
+#[test]
+fn stress_over_a_store_with_a_tiny_budget() {
+    let store = MemoryStore::new();
+    let config = Config::new().leaf_capacity(16).branch_capacity(16).memory_budget(64 << 10);
+    let tree = BTree::open(store.clone(), config.clone()).unwrap();
+    tree.extend(stable()).unwrap();
+    stress(&tree, true);
+    let stats = tree.stats();
+    assert!(stats.evictions > 0 && stats.loads > 0 && stats.checkpoints > 0, "{stats:?}");
+    tree.flush().unwrap();
+    let live: Vec<(u64, u64)> = tree.iter().collect::<Result<_, _>>().unwrap();
+    let reopened: BTree<u64, u64> = BTree::open(store, config).unwrap();
+    let stored: Vec<(u64, u64)> = reopened.iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(live, stored);
+    assert_eq!(reopened.len(), live.len());
 }
 
 /// Concurrent `pop_first`, `pop_last` and inserts: every key leaves exactly
