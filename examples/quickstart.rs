@@ -1,14 +1,15 @@
-//! The main job on an embedded default: build a tree of a few million keys,
-//! run readers and writers on it together, print throughput, then check the
-//! result exactly.
+//! The whole cycle on an embedded default: build a tree of a few million
+//! keys over a store, flush it, reopen it lazily with a small memory budget,
+//! run readers and writers on it together, print throughput and stats, then
+//! check the result exactly (and once more after a flush and a reopen).
 //!
-//! `cargo run --release --example quickstart` (set `QUICKSTART_SECS` to run
+//! `cargo run --release --example quickstart` (`QUICKSTART_SECS` to run
 //! longer than 2 s, `QUICKSTART_KEYS` for another size).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ghostbtree::{BTree, Config, Error};
+use ghostbtree::{BTree, Config, Error, MemoryStore};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -28,12 +29,31 @@ fn main() -> Result<(), Error> {
     let run_for = Duration::from_secs(env("QUICKSTART_SECS", 2));
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (readers, writers) = (cores.max(2), 2u64);
+    let store = MemoryStore::new();
 
-    // Even keys 0, 2, 4, ... are loaded up front; writers add odd keys.
+    // 1. Build: even keys 0, 2, 4, ... (writers add odd keys later), flush.
     let started = Instant::now();
-    let tree = BTree::from_sorted((0..keys).map(|i| (2 * i, i)), Config::new())?;
-    println!("loaded {} keys in {:.2?}", tree.len(), started.elapsed());
+    {
+        let tree = BTree::open(store.clone(), Config::new())?;
+        tree.extend((0..keys).map(|i| (2 * i, i)))?;
+        tree.flush()?;
+        println!(
+            "built and flushed {} keys in {:.2?} ({} MB stored)",
+            tree.len(),
+            started.elapsed(),
+            store.stored_bytes() >> 20
+        );
+    }
 
+    // 2. Reopen lazily with a budget of a tenth of the stored size: opening
+    //    reads one record, every node starts as a ghost.
+    let budget = store.stored_bytes() / 10;
+    let config = Config::new().memory_budget(budget);
+    let started = Instant::now();
+    let tree: BTree<u64, u64> = BTree::open(store.clone(), config.clone())?;
+    println!("reopened in {:.2?} with a {} MB budget: {:?}", started.elapsed(), budget >> 20, tree.stats());
+
+    // 3. Readers and writers together.
     let stop = AtomicBool::new(false);
     let started = Instant::now();
     let (reads, inserted) = std::thread::scope(|s| -> Result<_, Error> {
@@ -49,11 +69,11 @@ fn main() -> Result<(), Error> {
                         let i = random(&mut rng) % keys;
                         if i.is_multiple_of(64) {
                             // A short scan: loaded keys must all be there.
-                            let n = tree
-                                .range(2 * i..2 * i + 64)
-                                .filter(|e| matches!(e, Ok((k, _)) if k % 2 == 0))
-                                .count();
-                            assert_eq!(n as u64, 32.min(keys - i), "scan from {} missed loaded keys", 2 * i);
+                            let mut n = 0;
+                            for entry in tree.range(2 * i..2 * i + 64) {
+                                n += u64::from(entry?.0 % 2 == 0);
+                            }
+                            assert_eq!(n, 32.min(keys - i), "scan from {} missed loaded keys", 2 * i);
                         } else {
                             assert_eq!(tree.get(&(2 * i))?, Some(i), "loaded key {} lost", 2 * i);
                         }
@@ -94,19 +114,44 @@ fn main() -> Result<(), Error> {
         inserted.len() as f64 / seconds / 1e6,
         inserted.len()
     );
+    let stats = tree.stats();
+    println!(
+        "stats: {} loads ({} waits on a load in flight), {} evictions, {} checkpoints, \
+         {} MB resident of a {} MB budget, {} MB dirty",
+        stats.loads,
+        stats.load_waits,
+        stats.evictions,
+        stats.checkpoints,
+        stats.resident_bytes >> 20,
+        budget >> 20,
+        stats.dirty_bytes >> 20
+    );
 
-    // Check: every loaded and every inserted key is there, nothing else, and
-    // the structure is sound.
-    let started = Instant::now();
-    for key in &inserted {
-        assert_eq!(tree.get(key)?, Some(*key), "inserted key {key} lost");
-    }
+    // 4. Check: every loaded and inserted key is there, nothing else; then
+    //    the same after a flush and a reopen.
     let expected = keys + inserted.len() as u64;
-    assert_eq!(tree.len() as u64, expected);
-    assert_eq!(tree.iter().count() as u64, expected);
-    let report = tree.verify()?;
-    assert!(report.is_ok(), "{report}");
-    println!("checked {expected} keys in {:.2?}: {report}", started.elapsed());
+    let check = |tree: &BTree<u64, u64>| -> Result<(), Error> {
+        for key in &inserted {
+            assert_eq!(tree.get(key)?, Some(*key), "inserted key {key} lost");
+        }
+        assert_eq!(tree.len() as u64, expected);
+        let mut count = 0;
+        for entry in tree.iter() {
+            entry?;
+            count += 1;
+        }
+        assert_eq!(count, expected);
+        let report = tree.verify()?;
+        assert!(report.is_ok(), "{report}");
+        Ok(())
+    };
+    let started = Instant::now();
+    check(&tree)?;
+    tree.flush()?;
+    drop(tree);
+    let reopened: BTree<u64, u64> = BTree::open(store, config)?;
+    check(&reopened)?;
+    println!("checked {expected} keys live and after a reopen in {:.2?}", started.elapsed());
     println!("ok");
     Ok(())
 }

@@ -10,20 +10,24 @@
 //! write is also *dirty* until a checkpoint stores it. The counts are striped
 //! (`striped.rs`), so no write shares a counter line with another core.
 //!
-//! # Choosing what to evict (LeanStore's cooling, sampled)
+//! # Choosing what to evict (a clock with a cooling mark)
 //!
-//! When resident bytes exceed the budget, the thread that just loaded a node
-//! samples loaded leaves by random descents and marks clean ones *cooling*,
-//! queueing them. Any access to a cooling slot clears the mark (the slot's
-//! flag sits on the cache line the access reads anyway, and is written only
-//! when set, so hot reads write nothing shared). Leaves still cooling when
-//! they reach the head of the queue were not touched since they were picked:
-//! they become ghosts by a swap from the exact version that was checked
-//! clean, so a write that slipped in makes the swap fail harmlessly.
+//! Leaves enter a FIFO when they become clean and resident: loaded from the
+//! store, or stored by a checkpoint. When resident bytes exceed the budget,
+//! the thread that notices turns the clock: it takes the oldest leaf; an
+//! unmarked one is marked *cooling* and goes to the back; one still marked
+//! (not touched for a whole turn) becomes a ghost, by a swap from the exact
+//! version that was checked clean, so a write that slipped in makes the swap
+//! fail harmlessly. Any access to a cooling slot clears the mark: the flag
+//! sits on the cache line every access reads anyway and is written only when
+//! set, so hot reads write nothing shared (LeanStore's cooling idea, fed in
+//! load order instead of by random sampling, which finds few resident leaves
+//! in a large, mostly evicted tree).
 //!
-//! A long scan touches each of its leaves once, so they cool and go, while a
-//! hot set keeps getting un-cooled by its readers and stays: unlike strict
-//! LRU (ZODB's pickle cache), one scan cannot flush the hot set.
+//! A long scan touches each of its leaves once: they cool and go after one
+//! turn, while a hot set keeps getting un-cooled by its readers and stays.
+//! Unlike strict LRU (ZODB's pickle cache), one scan cannot flush the hot
+//! set.
 //!
 //! Only leaves are evicted. An interior node stays loaded once loaded, which
 //! keeps every slot a unique, stable object (a reloaded parent would make new
@@ -38,9 +42,8 @@
 //! slots, by guards and iterators that borrow the tree, and by other
 //! versions (`prev`), and the account is the tree's last field to drop.
 
-use std::cell::Cell;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError};
 
 use super::node::{Body, Node};
 use super::persist::Counters;
@@ -138,68 +141,59 @@ impl Drop for AccountBox {
     }
 }
 
-/// Leaves wait in the cooling queue until it is this deep: the time a leaf
-/// has to prove itself hot by being touched.
-const COOLING_DEPTH: usize = 64;
-/// Eviction rounds one thread does per call, at most: bounds what a reader
-/// pays for the others (the per-thread slack over the budget), also when
-/// nothing is evictable (all dirty: a checkpoint will follow).
-const ROUNDS_PER_CALL: usize = 16;
-/// Random descents per round.
-const SAMPLES_PER_ROUND: usize = 4;
+/// Clock steps one thread takes per call, at most: bounds what a reader pays
+/// for the others (the per-thread slack over the budget), also when nothing
+/// is evictable (all dirty: a checkpoint will follow).
+const STEPS_PER_CALL: usize = 512;
 
 impl<K: Ord + Clone, V: Clone> Tree<K, V> {
+    /// Queues a leaf that just became clean and resident (loaded, or stored
+    /// by a checkpoint) for the clock.
+    pub(crate) fn track_resident(&self, leaf: &Arc<Slot<K, V>>) {
+        if let Some(persist) = &self.persist {
+            let mut clock = persist.clock.lock().unwrap_or_else(PoisonError::into_inner);
+            // Relaxed: the flag is read and written only under the clock's
+            // lock, which orders it.
+            if !leaf.in_clock.swap(true, Ordering::Relaxed) {
+                clock.push_back(Arc::clone(leaf));
+            }
+        }
+    }
+
     /// Evicts cold clean leaves while resident bytes exceed the budget.
-    /// Called by a thread that just loaded a node, and by writers.
+    /// Called by threads that just loaded a node, and by writers.
     pub(crate) fn evict_if_over_budget(&self) {
         let (Some(persist), Some(account)) = (&self.persist, self.account()) else { return };
         if account.resident() <= account.budget() {
             return;
         }
-        // One evictor at a time; the others go on with their work.
-        let Ok(mut cooling) = persist.cooling.try_lock() else { return };
-        for _ in 0..ROUNDS_PER_CALL {
+        // One thread turns the clock at a time, for everyone; the others go
+        // on with their work (and never park here).
+        let Ok(mut clock) = persist.clock.try_lock() else { return };
+        // At most one step per queued leaf: a leaf is marked in one call and
+        // evicted in a later one, never both at once (a leaf a thread just
+        // loaded to write into must survive until its write lands).
+        for _ in 0..clock.len().min(STEPS_PER_CALL) {
             if account.resident() <= account.budget() {
                 break;
             }
-            let mut sampled = 0;
-            for _ in 0..SAMPLES_PER_ROUND {
-                let Some(leaf) = self.sample_clean_leaf() else { continue };
-                // Relaxed: a hint; a race only picks a leaf a reader touched.
-                if !leaf.cooling.swap(true, Ordering::Relaxed) {
-                    cooling.push_back(leaf);
-                    sampled += 1;
+            let Some(leaf) = clock.pop_front() else { break };
+            // Relaxed: `in_clock` is guarded by the lock, `cooling` a hint.
+            if !is_clean_leaf(&leaf) {
+                leaf.in_clock.store(false, Ordering::Relaxed);
+                continue; // dirty (queued again once stored) or a ghost already
+            }
+            // First pass: mark it and give it a turn to be touched. Marked
+            // and untouched since: evict.
+            if !leaf.cooling.swap(true, Ordering::Relaxed) {
+                clock.push_back(leaf);
+            } else {
+                leaf.in_clock.store(false, Ordering::Relaxed);
+                leaf.cooling.store(false, Ordering::Relaxed);
+                if self.evict(&leaf) {
+                    Counters::bump(&persist.counters.evictions);
                 }
             }
-            // Give queued leaves time to be touched, unless sampling finds no
-            // more candidates.
-            if cooling.len() < COOLING_DEPTH && sampled > 0 {
-                continue;
-            }
-            let Some(leaf) = cooling.pop_front() else { break };
-            if leaf.cooling.swap(false, Ordering::Relaxed) && self.evict(&leaf) {
-                Counters::bump(&persist.counters.evictions);
-            }
-        }
-    }
-
-    /// A clean loaded leaf reached by a random descent through loaded
-    /// nodes, or `None` if the descent met only ghosts or a dirty leaf.
-    fn sample_clean_leaf(&self) -> Option<Arc<Slot<K, V>>> {
-        let mut slot = self.root();
-        loop {
-            let node = NodeRef::loaded(slot.peek()).ok()?;
-            let Body::Branch(branch) = &node.body else {
-                // Acquire: pairs with the checkpoint's Release after storing.
-                return (node.meta.stored.load(Ordering::Acquire) != 0).then_some(slot);
-            };
-            let children = &branch.children;
-            let loaded = (0..SAMPLES_PER_ROUND)
-                .map(|_| &children[random_below(children.len())])
-                .find(|child| matches!(&*child.peek() as &State<K, V>, State::Loaded(_)))?;
-            let next = Arc::clone(loaded);
-            drop(node);
-            slot = next;
         }
     }
 
@@ -250,17 +244,9 @@ pub(crate) fn size_of_version<K, V>(node: &Node<K, V>) -> usize {
     size_of::<State<K, V>>() + 2 * size_of::<usize>() + heap
 }
 
-/// A cheap per-thread random number below `n` (xorshift).
-fn random_below(n: usize) -> usize {
-    thread_local! {
-        static STATE: Cell<u64> = const { Cell::new(0x9e37_79b9_7f4a_7c15) };
-    }
-    STATE.with(|state| {
-        let mut x = state.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        state.set(x);
-        (x % n as u64) as usize
-    })
+/// True if `slot` holds a loaded leaf whose version is stored.
+fn is_clean_leaf<K, V>(slot: &Slot<K, V>) -> bool {
+    // Acquire: pairs with the checkpoint's Release after storing.
+    NodeRef::loaded(slot.peek())
+        .is_ok_and(|node| node.level() == 0 && node.meta.stored.load(Ordering::Acquire) != 0)
 }

@@ -111,6 +111,9 @@ impl Epochs {
     }
 }
 
+/// What a checkpoint appended: each slot, the version, and its record.
+type Written<K, V> = Vec<(Arc<Slot<K, V>>, Arc<State<K, V>>, Address)>;
+
 /// The version of a loaded state that a checkpoint of `epoch` writes: the
 /// state's own if it is old enough, else the one it keeps in `prev`.
 fn version_at<K, V>(state: &Arc<State<K, V>>, epoch: u64) -> Option<Arc<State<K, V>>> {
@@ -244,12 +247,15 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         // Only now are the records part of the stored tree. Marked before,
         // a failure after them would let the next checkpoint reuse a child's
         // new record under a parent whose old record it never rewrote.
-        for (version, address) in written {
+        for (slot, version, address) in written {
             let node = node_of(&version);
             // Release: whoever reads the address (the evictor) finds the record.
             node.meta.stored.store(address.0, Ordering::Release);
             if let Some(charge) = &node.meta.charge {
                 charge.clean();
+            }
+            if node.level() == 0 {
+                self.track_resident(&slot);
             }
         }
         Ok(())
@@ -284,12 +290,11 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// first, noting each version written in `written`. Returns the image's
     /// address and whether it is new. A version counts as stored (reused by
     /// later checkpoints, evictable) only once the commit succeeded.
-    #[allow(clippy::type_complexity)]
     fn write_slot(
         &self,
-        slot: &Slot<K, V>,
+        slot: &Arc<Slot<K, V>>,
         epoch: u64,
-        written: &mut Vec<(Arc<State<K, V>>, Address)>,
+        written: &mut Written<K, V>,
     ) -> Result<(Address, bool), Error> {
         let version = match at_epoch(slot, epoch) {
             AtEpoch::Stored { address, .. } => return Ok((address, false)),
@@ -325,7 +330,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             }
         };
         let address = self.append(&record)?;
-        written.push((Arc::clone(&version), address));
+        written.push((Arc::clone(slot), Arc::clone(&version), address));
         Ok((address, true))
     }
 

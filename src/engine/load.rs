@@ -25,7 +25,7 @@ use crate::Error;
 impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// The current version of `slot`, loading it first if it is a ghost.
     #[inline]
-    pub(crate) fn node(&self, slot: &Slot<K, V>) -> Result<NodeRef<K, V>, Error> {
+    pub(crate) fn node(&self, slot: &Arc<Slot<K, V>>) -> Result<NodeRef<K, V>, Error> {
         let mut state = slot.state();
         let mut loaded = false;
         loop {
@@ -36,6 +36,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                         slot.cooling.store(false, Ordering::Relaxed);
                     }
                     if loaded {
+                        if node.level() == 0 {
+                            self.track_resident(slot);
+                        }
                         // After taking the node: eviction may pick this very
                         // slot, and the version we hold stays valid.
                         self.evict_if_over_budget();
@@ -51,7 +54,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     }
 
     /// [`node`](Tree::node), held by an `Arc`.
-    pub(crate) fn node_arc(&self, slot: &Slot<K, V>) -> Result<NodeArc<K, V>, Error> {
+    pub(crate) fn node_arc(&self, slot: &Arc<Slot<K, V>>) -> Result<NodeArc<K, V>, Error> {
         self.node(slot).map(NodeRef::into_arc)
     }
 

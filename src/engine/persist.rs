@@ -24,8 +24,9 @@ pub(crate) struct Persist<K, V> {
     pub(crate) codecs: Codecs<K, V>,
     pub(crate) counters: Counters,
     pub(crate) epochs: Epochs,
-    /// Leaves picked for eviction, oldest first (see `cache.rs`).
-    pub(crate) cooling: Mutex<VecDeque<Arc<Slot<K, V>>>>,
+    /// Clean resident leaves in the order they became so: the eviction
+    /// clock (see `cache.rs`).
+    pub(crate) clock: Mutex<VecDeque<Arc<Slot<K, V>>>>,
 }
 
 /// The encoders and decoder for one `(K, V)` (signatures in `format.rs`).
@@ -127,7 +128,7 @@ impl<K: Ord + Clone + Codec, V: Clone + Codec> Tree<K, V> {
             codecs: Codecs::new(),
             counters: Counters::default(),
             epochs: Epochs::new(commit.epoch, commit.len),
-            cooling: Mutex::new(VecDeque::new()),
+            clock: Mutex::new(VecDeque::new()),
         });
         tree.account = Some(AccountBox::new(tree.config().memory_budget));
         Ok(tree)

@@ -43,6 +43,8 @@ pub(crate) struct Slot<K, V> {
     /// Picked for eviction and not touched since (see `cache.rs`). Sits
     /// on the line every access reads; written only when set.
     pub(crate) cooling: AtomicBool,
+    /// In the eviction clock's queue (at most once; see `cache.rs`).
+    pub(crate) in_clock: AtomicBool,
 }
 
 pub(crate) enum State<K, V> {
@@ -76,16 +78,18 @@ pub(crate) enum GhostRight<K, V> {
 
 impl<K, V> Slot<K, V> {
     pub(crate) fn new(node: Node<K, V>) -> Arc<Slot<K, V>> {
-        Arc::new(Slot {
-            state: AtomicArc::new(Arc::new(State::Loaded(node))),
-            cooling: AtomicBool::new(false),
-        })
+        Slot::with_state(State::Loaded(node))
     }
 
     pub(crate) fn ghost(ghost: Ghost<K, V>) -> Arc<Slot<K, V>> {
+        Slot::with_state(State::Ghost(ghost))
+    }
+
+    fn with_state(state: State<K, V>) -> Arc<Slot<K, V>> {
         Arc::new(Slot {
-            state: AtomicArc::new(Arc::new(State::Ghost(ghost))),
+            state: AtomicArc::new(Arc::new(state)),
             cooling: AtomicBool::new(false),
+            in_clock: AtomicBool::new(false),
         })
     }
 

@@ -118,6 +118,15 @@ pub(crate) enum Held<K, V> {
     Shared(Arc<Slot<K, V>>),
 }
 
+impl<K, V> Held<K, V> {
+    pub(crate) fn arc(&self) -> &Arc<Slot<K, V>> {
+        match self {
+            Held::Root(root) => root,
+            Held::Shared(slot) => slot,
+        }
+    }
+}
+
 impl<K, V> std::ops::Deref for Held<K, V> {
     type Target = Slot<K, V>;
 
@@ -268,7 +277,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             }
             // Lost the race. The slot's range only shrinks from the right, so
             // the key is here or further right.
-            node = self.node(&slot)?;
+            node = self.node(slot.arc())?;
             while Seek::Key(key).is_right_of(&node) {
                 let Some(right) = node.right.clone() else {
                     break;
@@ -479,7 +488,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                         }
                     }
                 }
-                node = self.node(&slot)?;
+                node = self.node(slot.arc())?;
                 while Seek::Key(&separator).is_right_of(&node) {
                     let Some(next) = node.right.clone() else {
                         break;
