@@ -190,9 +190,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             } else {
                 leaf.in_clock.store(false, Ordering::Relaxed);
                 leaf.cooling.store(false, Ordering::Relaxed);
-                if self.evict(&leaf) {
-                    Counters::bump(&persist.counters.evictions);
-                }
+                self.evict(&leaf);
             }
         }
     }
@@ -216,6 +214,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         if node.level() != 0 || stored == 0 {
             return false; // a branch, or dirty
         }
+        let Some(persist) = &self.persist else { return false };
         let ghost = Ghost {
             address: Address(stored),
             level: 0,
@@ -223,7 +222,11 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             high: node.high.clone(),
             right: GhostRight::Known(node.right.clone()),
         };
-        slot.swap_state(node.state(), Arc::new(State::Ghost(ghost)))
+        let evicted = slot.evict(&node, ghost, &persist.ghost);
+        if evicted {
+            Counters::bump(&persist.counters.evictions);
+        }
+        evicted
     }
 }
 

@@ -110,3 +110,11 @@ pub(crate) fn snapshot_into_arc<T>(snapshot: Snapshot<T>) -> Arc<T> {
 pub(crate) fn snapshot_into_arc<T>(snapshot: Snapshot<T>) -> Arc<T> {
     snapshot
 }
+
+/// The mutex of slots and waits: loom's in the model build, so a thread
+/// holding one is visible to the model checker.
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Condvar, Mutex};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::{Condvar, Mutex};

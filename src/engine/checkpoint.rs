@@ -139,15 +139,17 @@ enum AtEpoch<K, V> {
     Absent,
 }
 
-fn at_epoch<K: Clone, V>(slot: &Slot<K, V>, epoch: u64) -> AtEpoch<K, V> {
-    let state = super::cell::snapshot_into_arc(slot.state());
-    let ghost = match &*state {
-        State::Loaded(_) => return version_at(&state, epoch).map_or(AtEpoch::Absent, AtEpoch::Version),
-        State::Ghost(ghost) => ghost,
-        State::Loading { ghost, .. } => match &**ghost {
-            State::Ghost(ghost) => ghost,
-            _ => unreachable!("a loading state keeps the ghost it replaced"),
-        },
+fn at_epoch<K: Clone, V: Clone>(slot: &Slot<K, V>, epoch: u64) -> AtEpoch<K, V> {
+    let ghost = loop {
+        let state = super::cell::snapshot_into_arc(slot.state());
+        if let State::Loaded(_) = &*state {
+            return version_at(&state, epoch).map_or(AtEpoch::Absent, AtEpoch::Version);
+        }
+        // A ghost, or being loaded: described until the load lands. If it
+        // just landed, look again.
+        if let Some(ghost) = slot.ghost_info() {
+            break ghost;
+        }
     };
     let right = match &ghost.right {
         super::slot::GhostRight::Known(right) => right.clone(),

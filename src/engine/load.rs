@@ -21,6 +21,7 @@ use super::slot::{Ghost, GhostRight, NodeArc, NodeRef, Slot, State};
 use super::tree::Tree;
 use super::wait::Wait;
 use crate::Error;
+use crate::store::Address;
 
 impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// The current version of `slot`, loading it first if it is a ghost.
@@ -65,7 +66,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         let state = snapshot_into_arc(state); // owned: no guard past this line
         match &*state {
             State::Loaded(_) => Ok(false),
-            State::Loading { wait, .. } => {
+            State::Loading(wait) => {
                 let wait = Arc::clone(wait);
                 drop(state);
                 if let Some(persist) = &self.persist {
@@ -73,15 +74,26 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 }
                 wait.wait().map(|()| false)
             }
-            State::Ghost(ghost) => {
+            State::Ghost => {
                 let wait = Arc::new(Wait::new());
-                let loading = Arc::new(State::Loading { wait: Arc::clone(&wait), ghost: Arc::clone(&state) });
+                let loading = Arc::new(State::Loading(Arc::clone(&wait)));
                 if !slot.swap_state(&state, Arc::clone(&loading)) {
                     return Ok(false); // another thread got there first
                 }
-                let mut flight =
-                    Flight { slot, loading: &loading, ghost: &state, wait: &wait, landed: false };
-                let loaded = self.load_ghost(ghost);
+                // The description is there: it is set before a slot becomes
+                // a ghost and cleared only by a loader's landing.
+                let Some(ghost) = slot.ghost_info() else {
+                    return Err(Error::Internal { what: "a ghost slot without its description" });
+                };
+                let mut flight = Flight {
+                    slot,
+                    loading: &loading,
+                    sentinel: &state,
+                    wait: &wait,
+                    address: ghost.address,
+                    landed: false,
+                };
+                let loaded = self.load_ghost(&ghost);
                 flight.land(loaded).map(|()| true)
             }
         }
@@ -116,7 +128,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             DecodedBody::Leaf { keys, vals } => Body::Leaf(Leaf { keys, vals }),
             DecodedBody::Branch { level, keys, children } => Body::Branch(Branch {
                 level,
-                children: ghost_children(level, &low, &high, &right, &keys, &children),
+                children: ghost_children(level, &low, &high, &right, &keys, &children, &persist.ghost),
                 keys,
             }),
         };
@@ -133,7 +145,8 @@ fn ghost_children<K: Clone, V>(
     high: &Option<K>,
     right: &Option<Arc<Slot<K, V>>>,
     keys: &[K],
-    children: &[crate::store::Address],
+    children: &[Address],
+    sentinel: &Arc<State<K, V>>,
 ) -> Vec<Arc<Slot<K, V>>> {
     let last = children.len() - 1;
     // The last child's right neighbour is the first child of this branch's
@@ -145,13 +158,16 @@ fn ghost_children<K: Clone, V>(
     let mut slots: Vec<_> = (0..=last)
         .rev()
         .map(|i| {
-            let slot = Slot::ghost(Ghost {
-                address: children[i],
-                level: level - 1,
-                low: if i == 0 { low.clone() } else { Some(keys[i - 1].clone()) },
-                high: if i == last { high.clone() } else { Some(keys[i].clone()) },
-                right: std::mem::replace(&mut next, GhostRight::Known(None)),
-            });
+            let slot = Slot::ghost(
+                Ghost {
+                    address: children[i],
+                    level: level - 1,
+                    low: if i == 0 { low.clone() } else { Some(keys[i - 1].clone()) },
+                    high: if i == last { high.clone() } else { Some(keys[i].clone()) },
+                    right: std::mem::replace(&mut next, GhostRight::Known(None)),
+                },
+                sentinel,
+            );
             next = GhostRight::Known(Some(Arc::clone(&slot)));
             slot
         })
@@ -166,8 +182,10 @@ fn ghost_children<K: Clone, V>(
 struct Flight<'a, K, V> {
     slot: &'a Slot<K, V>,
     loading: &'a Arc<State<K, V>>,
-    ghost: &'a Arc<State<K, V>>,
+    /// The tree's ghost state, to put back on failure.
+    sentinel: &'a Arc<State<K, V>>,
     wait: &'a Wait,
+    address: Address,
     landed: bool,
 }
 
@@ -177,11 +195,11 @@ impl<K, V> Flight<'_, K, V> {
         // Only the loader leaves `Loading`, so these swaps cannot fail.
         let outcome = match loaded {
             Ok(node) => {
-                self.slot.swap_state(self.loading, Arc::new(State::Loaded(node)));
+                self.slot.land(self.loading, node);
                 Ok(())
             }
             Err(error) => {
-                self.slot.swap_state(self.loading, Arc::clone(self.ghost));
+                self.slot.swap_state(self.loading, Arc::clone(self.sentinel));
                 Err(error)
             }
         };
@@ -193,12 +211,8 @@ impl<K, V> Flight<'_, K, V> {
 impl<K, V> Drop for Flight<'_, K, V> {
     fn drop(&mut self) {
         if !self.landed {
-            self.slot.swap_state(self.loading, Arc::clone(self.ghost));
-            let address = match &**self.ghost {
-                State::Ghost(ghost) => ghost.address,
-                _ => crate::store::Address(0),
-            };
-            self.wait.finish(Err(Error::LoadPanicked { address }));
+            self.slot.swap_state(self.loading, Arc::clone(self.sentinel));
+            self.wait.finish(Err(Error::LoadPanicked { address: self.address }));
         }
     }
 }

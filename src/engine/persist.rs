@@ -14,7 +14,7 @@ use super::checkpoint::Epochs;
 use super::format::Commit;
 use super::format::{self, Decoded, Expected};
 use super::node::{Body, Entries, Leaf, Node};
-use super::slot::{Ghost, GhostRight, Slot};
+use super::slot::{Ghost, GhostRight, Slot, State};
 use super::tree::Tree;
 use crate::store::{Address, Store};
 use crate::{Codec, Config, Error, Stats};
@@ -27,6 +27,8 @@ pub(crate) struct Persist<K, V> {
     /// Clean resident leaves in the order they became so: the eviction
     /// clock (see `cache.rs`).
     pub(crate) clock: Mutex<VecDeque<Arc<Slot<K, V>>>>,
+    /// The state every ghost slot of this tree holds (see `slot.rs`).
+    pub(crate) ghost: Arc<State<K, V>>,
 }
 
 /// The encoders and decoder for one `(K, V)` (signatures in `format.rs`).
@@ -97,6 +99,7 @@ impl<K: Ord + Clone + Codec, V: Clone + Codec> Tree<K, V> {
     /// The tree the store's commit record names, every node a ghost (reads
     /// only the commit record); an empty tree if the store has none.
     pub(crate) fn open(store: Arc<dyn Store>, config: Config) -> Result<Tree<K, V>, Error> {
+        let sentinel = Arc::new(State::Ghost);
         let commit = store.read_commit().map_err(|e| Error::io("reading the commit record", None, e))?;
         let (root, commit) = match commit {
             None => {
@@ -118,7 +121,7 @@ impl<K: Ord + Clone + Codec, V: Clone + Codec> Tree<K, V> {
                     high: None,
                     right: GhostRight::Known(None),
                 };
-                (Slot::ghost(ghost), commit)
+                (Slot::ghost(ghost, &sentinel), commit)
             }
         };
         let len = usize::try_from(commit.len).unwrap_or(usize::MAX);
@@ -129,6 +132,7 @@ impl<K: Ord + Clone + Codec, V: Clone + Codec> Tree<K, V> {
             counters: Counters::default(),
             epochs: Epochs::new(commit.epoch, commit.len),
             clock: Mutex::new(VecDeque::new()),
+            ghost: sentinel,
         });
         tree.account = Some(AccountBox::new(tree.config().memory_budget));
         Ok(tree)

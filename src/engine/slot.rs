@@ -20,6 +20,12 @@
 //!                                                              Loaded(v2) <-------+
 //! ```
 //!
+//! - A ghost's state is the tree's one shared `Ghost` sentinel: a ghost
+//!   costs its slot and the description in `Slot::ghost` (address, bounds,
+//!   right neighbour), not a node-sized state. The description is written
+//!   under the slot's `ghost` lock in the same critical section as the swap
+//!   to `Ghost` (eviction), and cleared in the one of the swap to `Loaded`,
+//!   so it is present exactly when the state is `Ghost` or `Loading`.
 //! - Only the thread that swapped `Ghost -> Loading` leaves `Loading`, so
 //!   one load happens per ghost however many threads miss on it; the others
 //!   wait on the `Loading` state's [`Wait`] and then read the slot again.
@@ -33,13 +39,15 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use super::cell::{AtomicArc, Snapshot, snapshot_into_arc};
+use super::cell::{AtomicArc, Mutex, Snapshot, snapshot_into_arc};
 use super::node::{Node, prefetch};
 use super::wait::Wait;
 use crate::store::Address;
 
 pub(crate) struct Slot<K, V> {
     state: AtomicArc<State<K, V>>,
+    /// What the slot's ghost stands for, while it is one (see above).
+    ghost: Mutex<Option<Ghost<K, V>>>,
     /// Picked for eviction and not touched since (see `cache.rs`). Sits
     /// on the line every access reads; written only when set.
     pub(crate) cooling: AtomicBool,
@@ -49,16 +57,14 @@ pub(crate) struct Slot<K, V> {
 
 pub(crate) enum State<K, V> {
     Loaded(Node<K, V>),
-    Ghost(Ghost<K, V>),
-    /// A load is in flight. `ghost` is the exact state it replaced, put back
-    /// if the load fails.
-    Loading {
-        wait: Arc<Wait>,
-        ghost: Arc<State<K, V>>,
-    },
+    /// On the store only; the tree's shared sentinel (see above).
+    Ghost,
+    /// A load is in flight; others wait here.
+    Loading(Arc<Wait>),
 }
 
 /// A node that is on storage only, with what its parent knows about it.
+#[derive(Clone)]
 pub(crate) struct Ghost<K, V> {
     pub(crate) address: Address,
     pub(crate) level: u32,
@@ -68,6 +74,7 @@ pub(crate) struct Ghost<K, V> {
 }
 
 /// How a ghost finds its right neighbour once loaded.
+#[derive(Clone)]
 pub(crate) enum GhostRight<K, V> {
     /// Known: a sibling under the same parent, or none (rightmost).
     Known(Option<Arc<Slot<K, V>>>),
@@ -78,19 +85,58 @@ pub(crate) enum GhostRight<K, V> {
 
 impl<K, V> Slot<K, V> {
     pub(crate) fn new(node: Node<K, V>) -> Arc<Slot<K, V>> {
-        Slot::with_state(State::Loaded(node))
+        Slot::with_state(Arc::new(State::Loaded(node)), None)
     }
 
-    pub(crate) fn ghost(ghost: Ghost<K, V>) -> Arc<Slot<K, V>> {
-        Slot::with_state(State::Ghost(ghost))
+    /// A ghost slot; `sentinel` is the tree's shared `Ghost` state.
+    pub(crate) fn ghost(ghost: Ghost<K, V>, sentinel: &Arc<State<K, V>>) -> Arc<Slot<K, V>> {
+        Slot::with_state(Arc::clone(sentinel), Some(ghost))
     }
 
-    fn with_state(state: State<K, V>) -> Arc<Slot<K, V>> {
+    fn with_state(state: Arc<State<K, V>>, ghost: Option<Ghost<K, V>>) -> Arc<Slot<K, V>> {
         Arc::new(Slot {
-            state: AtomicArc::new(Arc::new(state)),
+            state: AtomicArc::new(state),
+            ghost: Mutex::new(ghost),
             cooling: AtomicBool::new(false),
             in_clock: AtomicBool::new(false),
         })
+    }
+
+    /// The ghost's description, if the slot is a ghost (or being loaded).
+    pub(crate) fn ghost_info(&self) -> Option<Ghost<K, V>>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let ghost = self.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
+        ghost.clone()
+    }
+
+    /// Publishes a loaded node in place of `loading` and drops the ghost's
+    /// description, in one critical section. Only the loader calls it.
+    pub(crate) fn land(&self, loading: &Arc<State<K, V>>, node: Node<K, V>) -> bool {
+        let mut ghost = self.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
+        let landed = self.state.compare_exchange(loading, Arc::new(State::Loaded(node)));
+        if landed {
+            *ghost = None;
+        }
+        landed
+    }
+
+    /// Turns the slot into a ghost described by `ghost` if `current` is
+    /// still its version; says whether it did.
+    pub(crate) fn evict(
+        &self,
+        current: &NodeRef<K, V>,
+        ghost: Ghost<K, V>,
+        sentinel: &Arc<State<K, V>>,
+    ) -> bool {
+        let mut description = self.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
+        let evicted = self.state.compare_exchange(current.state(), Arc::clone(sentinel));
+        if evicted {
+            *description = Some(ghost);
+        }
+        evicted
     }
 
     /// The current state, whatever it is.

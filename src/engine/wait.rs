@@ -7,11 +7,7 @@
 
 use crate::Error;
 
-#[cfg(not(loom))]
-use std::sync::{Condvar, Mutex};
-
-#[cfg(loom)]
-use loom::sync::{Condvar, Mutex};
+use super::cell::{Condvar, Mutex};
 
 /// The outcome of one load, handed to every thread that waited for it.
 pub(crate) struct Wait {
