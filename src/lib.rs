@@ -39,6 +39,25 @@
 //! or past the high key moves right. Parents point at slots, not versions,
 //! so a parent never needs copying when a child changes.
 //!
+//! # Over a store
+//!
+//! [`BTree::open`] puts a tree over a [`Store`] (the bundled [`MemoryStore`],
+//! or your own: append a record, read one, sync, and keep a commit record).
+//! Opening reads only the commit record; every node starts as a *ghost*, a
+//! placeholder holding its record's address. The first touch loads it: one
+//! thread reads and decodes the record while any others that need the same
+//! node wait, and the node is published complete by one swap. This is where
+//! ZODB's BTrees, which flag a ghost loaded before filling it in, show other
+//! threads empty buckets; here that cannot happen. A failed load is an
+//! `Err` for every thread that wanted the node, never a key reported absent,
+//! and the node stays a ghost for the next try.
+//!
+//! [`BTree::flush`] writes a checkpoint: every operation that completed before
+//! the call, none that started after it returned, while readers go on and
+//! writers only register in an epoch. Clean leaves that go untouched for a
+//! while turn back into ghosts when the tree holds more than
+//! [`Config::memory_budget`] bytes; [`BTree::stats`] tells what happened.
+//!
 //! # Guarantees
 //!
 //! - Every single-key operation (`get`, `insert`, `remove`, `try_insert`,
