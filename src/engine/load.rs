@@ -25,17 +25,34 @@ use crate::store::Address;
 
 impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// The current version of `slot`, loading it first if it is a ghost.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn node(&self, slot: &Arc<Slot<K, V>>) -> Result<NodeRef<K, V>, Error> {
-        let mut state = slot.state();
+        match NodeRef::loaded(slot.state()) {
+            Ok(node) => {
+                // Touched: not cold. Relaxed: an eviction hint, written only
+                // when set, so hot reads write nothing shared.
+                if slot.cooling.load(Ordering::Relaxed) {
+                    slot.cooling.store(false, Ordering::Relaxed);
+                }
+                Ok(node)
+            }
+            Err(state) => self.node_slow(slot, state),
+        }
+    }
+
+    /// [`node`](Tree::node) of a slot that is not loaded.
+    #[cold]
+    #[inline(never)]
+    fn node_slow(
+        &self,
+        slot: &Arc<Slot<K, V>>,
+        mut state: Snapshot<State<K, V>>,
+    ) -> Result<NodeRef<K, V>, Error> {
         let mut loaded = false;
         loop {
-            match NodeRef::loaded(state) {
+            loaded |= self.materialize(slot, state)?;
+            match NodeRef::loaded(slot.state()) {
                 Ok(node) => {
-                    // Touched: not cold. Relaxed: an eviction hint.
-                    if slot.cooling.load(Ordering::Relaxed) {
-                        slot.cooling.store(false, Ordering::Relaxed);
-                    }
                     if loaded {
                         if node.level() == 0 {
                             self.track_resident(slot);
@@ -46,10 +63,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                     }
                     return Ok(node);
                 }
-                Err(other) => {
-                    loaded |= self.materialize(slot, other)?;
-                    state = slot.state();
-                }
+                Err(other) => state = other,
             }
         }
     }

@@ -35,6 +35,11 @@ use super::slot::{Slot, State};
 use std::sync::atomic::AtomicU64;
 
 /// One immutable version of a node.
+///
+/// `repr(C)`: the header a descent reads first (bounds, right link) sits at
+/// the start, on the line the slot's state pointer leads to, ahead of the
+/// large inline leaf arrays.
+#[repr(C)]
 pub(crate) struct Node<K, V> {
     /// Inclusive lower bound of the range; `None` is minus infinity.
     pub(crate) low: Option<K>,
@@ -166,7 +171,7 @@ impl<K, V> Node<K, V> {
     /// every line first turns them into one wait (plus the value or child
     /// line, fetched alongside). Nodes are not in cache on large trees, so
     /// this halves the time of a point lookup (`docs/benchmarks.md`).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn prefetch(&self) {
         match &self.body {
             Body::Leaf(leaf) => {

@@ -44,15 +44,19 @@ use super::node::{Node, prefetch};
 use super::wait::Wait;
 use crate::store::Address;
 
+/// `repr(C)` and a boxed description keep the slot small and its hot fields
+/// (`state`, `cooling`) on the first cache line after the reference counts:
+/// every access of every level reads them.
+#[repr(C)]
 pub(crate) struct Slot<K, V> {
     state: AtomicArc<State<K, V>>,
-    /// What the slot's ghost stands for, while it is one (see above).
-    ghost: Mutex<Option<Ghost<K, V>>>,
     /// Picked for eviction and not touched since (see `cache.rs`). Sits
     /// on the line every access reads; written only when set.
     pub(crate) cooling: AtomicBool,
     /// In the eviction clock's queue (at most once; see `cache.rs`).
     pub(crate) in_clock: AtomicBool,
+    /// What the slot's ghost stands for, while it is one (see above).
+    ghost: Mutex<Option<Box<Ghost<K, V>>>>,
 }
 
 pub(crate) enum State<K, V> {
@@ -96,7 +100,7 @@ impl<K, V> Slot<K, V> {
     fn with_state(state: Arc<State<K, V>>, ghost: Option<Ghost<K, V>>) -> Arc<Slot<K, V>> {
         Arc::new(Slot {
             state: AtomicArc::new(state),
-            ghost: Mutex::new(ghost),
+            ghost: Mutex::new(ghost.map(Box::new)),
             cooling: AtomicBool::new(false),
             in_clock: AtomicBool::new(false),
         })
@@ -109,7 +113,7 @@ impl<K, V> Slot<K, V> {
         V: Clone,
     {
         let ghost = self.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
-        ghost.clone()
+        ghost.as_deref().cloned()
     }
 
     /// Publishes a loaded node in place of `loading` and drops the ghost's
@@ -134,7 +138,7 @@ impl<K, V> Slot<K, V> {
         let mut description = self.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
         let evicted = self.state.compare_exchange(current.state(), Arc::clone(sentinel));
         if evicted {
-            *description = Some(ghost);
+            *description = Some(Box::new(ghost));
         }
         evicted
     }
