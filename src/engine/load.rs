@@ -25,19 +25,27 @@ use crate::store::Address;
 
 impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// The current version of `slot`, loading it first if it is a ghost.
+    ///
+    /// A load does I/O or waits for another thread's: callers hold no guard
+    /// when the slot may be a ghost (they try [`loaded`](Tree::loaded) first).
     #[inline(always)]
     pub(crate) fn node(&self, slot: &Arc<Slot<K, V>>) -> Result<NodeRef<K, V>, Error> {
-        match NodeRef::loaded(slot.state()) {
-            Ok(node) => {
-                // Touched: not cold. Relaxed: an eviction hint, written only
-                // when set, so hot reads write nothing shared.
-                if slot.cooling.load(Ordering::Relaxed) {
-                    slot.cooling.store(false, Ordering::Relaxed);
-                }
-                Ok(node)
-            }
-            Err(state) => self.node_slow(slot, state),
+        match self.loaded(slot) {
+            Some(node) => Ok(node),
+            None => self.node_slow(slot, slot.state()),
         }
+    }
+
+    /// The current version of `slot` if it is loaded (the fast path).
+    #[inline(always)]
+    pub(crate) fn loaded(&self, slot: &Slot<K, V>) -> Option<NodeRef<K, V>> {
+        let node = NodeRef::loaded(slot.state()).ok()?;
+        // Touched: not cold. Relaxed: an eviction hint, written only when
+        // set, so hot reads write nothing shared.
+        if slot.cooling.load(Ordering::Relaxed) {
+            slot.cooling.store(false, Ordering::Relaxed);
+        }
+        Some(node)
     }
 
     /// [`node`](Tree::node) of a slot that is not loaded.

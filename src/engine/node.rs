@@ -25,6 +25,9 @@
 //!    by moving right).
 //! 5. Nodes never shrink in range except by splitting, and are never removed:
 //!    an emptied leaf stays in place until it refills (no merges yet).
+//! 6. A node built in memory holds at most its capacity. One loaded from the
+//!    store may hold more (a checkpoint folds unposted splits into their
+//!    parent's image); its next write splits it.
 
 use std::sync::Arc;
 

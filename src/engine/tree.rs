@@ -35,7 +35,7 @@
 use std::sync::Arc;
 
 use super::cache::{Account, AccountBox};
-use super::cell::{AtomicArc, Snapshot};
+use super::cell::{AtomicArc, Snapshot, snapshot_into_arc};
 use super::checkpoint::Registered;
 use super::node::{Body, Branch, Entries, Leaf, Meta, Node, Rebuilt, prefetch};
 use super::persist::Persist;
@@ -196,34 +196,60 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         level: u32,
     ) -> Result<Found<K, V>, Error> {
         let root = self.root.load();
-        let mut node = self.node(&root)?;
+        let (mut slot, mut node) = match self.loaded(&root) {
+            Some(node) => (Held::Root(root), node),
+            None => {
+                // A ghost root: load it holding no guard.
+                let root = snapshot_into_arc(root);
+                let node = self.node(&root)?;
+                (Held::Shared(root), node)
+            }
+        };
         node.prefetch();
-        let mut slot = Held::Root(root);
         let mut moved_right = false;
         loop {
-            if to.is_right_of(&node)
+            let (next_slot, next_level) = if to.is_right_of(&node)
                 && let Some(right) = &node.right
             {
-                let next = self.node(right)?;
-                next.prefetch();
-                if TRACK && node.level() <= level {
-                    slot = Held::Shared(Arc::clone(right));
-                    moved_right = true;
-                }
-                node = next;
-                continue;
-            }
-            let Some(branch) = node.as_branch().filter(|_| node.level() > level) else {
+                (right, node.level())
+            } else if let Some(branch) = node.as_branch().filter(|_| node.level() > level) {
+                (&branch.children[to.child(branch)], node.level() - 1)
+            } else {
                 return Ok(Found { slot, node, moved_right });
             };
-            let child_slot = &branch.children[to.child(branch)];
-            let child = self.node(child_slot)?;
-            child.prefetch();
-            if TRACK && child.level() <= level {
-                slot = Held::Shared(Arc::clone(child_slot));
-            }
-            node = child;
+            let arrives = TRACK && next_level <= level;
+            moved_right |= arrives && next_level == node.level();
+            let next = match self.loaded(next_slot) {
+                Some(next) => {
+                    if arrives {
+                        slot = Held::Shared(Arc::clone(next_slot));
+                    }
+                    next
+                }
+                None => {
+                    // A ghost: drop every guard before its load (I/O, or a
+                    // wait for another thread's load).
+                    let next_slot = Arc::clone(next_slot);
+                    drop(node);
+                    slot = Held::Shared(Arc::clone(&next_slot));
+                    self.node(&next_slot)?
+                }
+            };
+            next.prefetch();
+            node = next;
         }
+    }
+
+    /// The current version of `slot` after `node` (a stale version of it)
+    /// lost a race, holding no guard if it must be loaded.
+    fn reload(&self, slot: &mut Held<K, V>, node: NodeRef<K, V>) -> Result<NodeRef<K, V>, Error> {
+        if let Some(current) = self.loaded(slot.arc()) {
+            return Ok(current);
+        }
+        drop(node);
+        let owned = Arc::clone(slot.arc());
+        *slot = Held::Shared(Arc::clone(&owned));
+        self.node(&owned)
     }
 
     /// Reads the entry of `key` and applies what `decide` makes of it, as one
@@ -277,13 +303,14 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             }
             // Lost the race. The slot's range only shrinks from the right, so
             // the key is here or further right.
-            node = self.node(slot.arc())?;
+            node = self.reload(&mut slot, node)?;
             while Seek::Key(key).is_right_of(&node) {
                 let Some(right) = node.right.clone() else {
                     break;
                 };
+                slot = Held::Shared(Arc::clone(&right));
+                drop(node); // no guard across a load
                 node = self.node(&right)?;
-                slot = Held::Shared(right);
                 moved_right = true;
             }
         }
@@ -331,8 +358,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 let Some(right) = found.node.right.clone() else {
                     return Ok(None);
                 };
-                found.node = self.node(&right)?;
-                found.slot = Held::Shared(right);
+                drop(found); // no guard across a load
+                let node = self.node(&right)?;
+                found = Found { slot: Held::Shared(right), node, moved_right: false };
             }
         }
         Ok(Some(found))
@@ -432,7 +460,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         mut epoch: u64,
     ) -> Result<(), Error> {
         'levels: loop {
-            let root = self.root.load();
+            let root = self.root.load_full();
             let top = self.node(&root)?;
             if top.level() == level {
                 // The split node is on the top level, whose leftmost node
@@ -488,13 +516,14 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                         }
                     }
                 }
-                node = self.node(slot.arc())?;
+                node = self.reload(&mut slot, node)?;
                 while Seek::Key(&separator).is_right_of(&node) {
                     let Some(next) = node.right.clone() else {
                         break;
                     };
+                    slot = Held::Shared(Arc::clone(&next));
+                    drop(node); // no guard across a load
                     node = self.node(&next)?;
-                    slot = Held::Shared(next);
                 }
             }
         }
