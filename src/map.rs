@@ -188,12 +188,13 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
         self.tree.checkpoint()
     }
 
-    /// Evicts the leaf holding `key` if it is clean. Only in the loom model
+    /// Evicts the node on `level` (0: leaves) whose range holds `key`, if
+    /// it is clean and its children are ghosts. Only in the loom model
     /// build, whose tests need an evictor at a chosen point.
     #[cfg(loom)]
     #[doc(hidden)]
-    pub fn evict_leaf_of(&self, key: &K) -> Result<bool, Error> {
-        self.tree.evict_leaf_of(key)
+    pub fn evict_node_of(&self, key: &K, level: u32) -> Result<bool, Error> {
+        self.tree.evict_node_of(key, level)
     }
 
     /// What the tree has done since it was opened.

@@ -5,7 +5,8 @@
 //! parents' child lists, and checks that the two agree with each other and
 //! with the node invariants of `engine/node.rs`. Run it when no writes are in
 //! flight: under concurrent writes it may report states that were never
-//! wrong at any one moment (a length that lags, for instance).
+//! wrong at any one moment (a length that lags, for instance). Eviction is
+//! paused while it runs: it loads the whole tree.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,7 +16,7 @@ use std::sync::atomic::Ordering;
 use crate::Error;
 use crate::engine::node::{Body, Node};
 use crate::engine::slot::{NodeArc, Slot};
-use crate::engine::tree::Tree;
+use crate::engine::tree::{Held, Tree};
 
 /// What [`BTree::verify`](crate::BTree::verify) found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,6 +72,9 @@ where
     K: Ord + Clone + fmt::Debug,
     V: Clone,
 {
+    // Children are matched to the level below by slot identity, and an
+    // evicted branch's children get new slots when it loads again.
+    let _paused = tree.pause_eviction();
     let mut report = Report::default();
     let mut bad = |what: String| report.violations.push(what);
     let config = tree.config().clone();
@@ -134,9 +138,12 @@ fn chain<K: Ord + Clone, V: Clone>(tree: &Tree<K, V>, first: Arc<Slot<K, V>>) ->
     let mut level = Level { slots: Vec::new(), nodes: Vec::new() };
     let mut next = Some(first);
     while let Some(slot) = next {
-        let node = tree.node_arc(&slot)?;
+        // A right link may lead to a detached slot (see `engine/slot.rs`):
+        // the level is made of the live ones.
+        let mut slot = Held::Shared(slot);
+        let node = tree.node_in(&mut slot)?.into_arc();
         next = node.right.clone();
-        level.slots.push(slot);
+        level.slots.push(Arc::clone(slot.arc()));
         level.nodes.push(node);
     }
     Ok(level)

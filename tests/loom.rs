@@ -151,7 +151,7 @@ fn loader_reader_writer_and_evictor_on_one_ghost() {
         let evictor = thread::spawn({
             let tree = Arc::clone(&tree);
             move || {
-                tree.evict_leaf_of(&20).unwrap();
+                tree.evict_node_of(&20, 0).unwrap();
                 assert_eq!(tree.get(&20).unwrap(), Some(20), "a reader after eviction missed a key");
             }
         });
@@ -163,5 +163,44 @@ fn loader_reader_writer_and_evictor_on_one_ghost() {
         // One node (the root leaf): read once, plus once per eviction.
         assert!(stats.store_reads <= 1 + stats.evictions, "a ghost was loaded twice: {stats:?}");
         check_final(&tree, &[10, 15, 20, 30]);
+    });
+}
+
+/// Branch eviction: the evictor turns a branch back into a ghost (its
+/// children become detached) while a reader descends through the old
+/// version and a writer writes under it. Both must find the live slots: no
+/// key missed, no write lost into a detached slot, one store read per load.
+#[test]
+fn branch_eviction_races_a_reader_and_a_writer() {
+    use ghostbtree::MemoryStore;
+    model(|| {
+        let config = Config::new().leaf_capacity(2).branch_capacity(4);
+        let store = MemoryStore::new();
+        {
+            let tree: BTree<u32, u32> = BTree::open(store.clone(), config.clone()).unwrap();
+            for key in [10, 20, 30] {
+                tree.insert(key, key).unwrap();
+            }
+            tree.flush().unwrap();
+        }
+        let tree: Arc<BTree<u32, u32>> = Arc::new(BTree::open(store, config).unwrap());
+        let reader = thread::spawn({
+            let tree = Arc::clone(&tree);
+            move || {
+                assert_eq!(tree.get(&10).unwrap(), Some(10), "a reader missed a key");
+                assert_eq!(tree.get(&30).unwrap(), Some(30), "a reader missed a key");
+            }
+        });
+        let writer = thread::spawn({
+            let tree = Arc::clone(&tree);
+            move || assert_eq!(tree.insert(25, 25).unwrap(), None)
+        });
+        // The root branch: evictable only while every leaf is a ghost.
+        tree.evict_node_of(&10, 1).unwrap();
+        reader.join().unwrap();
+        writer.join().unwrap();
+        let stats = tree.stats();
+        assert_eq!(stats.loads, stats.store_reads, "one store read per load: {stats:?}");
+        check_final(&tree, &[10, 20, 25, 30]);
     });
 }

@@ -80,3 +80,59 @@ fn a_tiny_budget_evicts_and_reloads_without_losing_anything() {
     assert!(stats.resident_bytes < 2 * (64 << 10), "{stats:?}");
     println!("{stats:?}");
 }
+
+/// Branches go back to ghosts too: under a budget smaller than the tree's
+/// interior nodes alone, scans and gets stay within it, writes under
+/// evicted branches land, and `verify` leaves the tree within it.
+#[test]
+fn a_budget_smaller_than_the_branches_holds() {
+    const KEYS: u64 = 20_000;
+    let store = MemoryStore::new();
+    {
+        let tree: BTree<u64, u64> = BTree::open(store.clone(), tiny()).unwrap();
+        tree.extend((0..KEYS).map(|k| (k * 2, k))).unwrap();
+        tree.flush().unwrap();
+    }
+    // The whole tree's resident size, and its interior nodes' share: a
+    // `verify` counts the nodes, leaves are 4-entry buckets.
+    let whole = {
+        let tree: BTree<u64, u64> = BTree::open(store.clone(), tiny()).unwrap();
+        let report = tree.verify().unwrap();
+        let leaves = tree.iter().count().div_ceil(4);
+        assert!(report.nodes - leaves > report.nodes / 5, "{report}");
+        tree.stats().resident_bytes as usize
+    };
+    let budget = whole / 40; // well below the branches' share (> 1/5)
+    let config = tiny().memory_budget(budget);
+    let tree: BTree<u64, u64> = BTree::open(store, config).unwrap();
+    // What one thread may run over by: a node loaded before the clock turns.
+    let bound = budget + budget / 10 + 4096;
+    let within = |what: &str| {
+        let stats = tree.stats();
+        assert!(stats.resident_bytes as usize <= bound, "{what}: {stats:?}, budget {budget}");
+    };
+    assert_eq!(tree.iter().count() as u64, KEYS);
+    within("after a scan");
+    assert_eq!(tree.iter().rev().count() as u64, KEYS);
+    within("after a reverse scan");
+    let mut x = 7u64;
+    for _ in 0..5_000 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let key = (x >> 33) % (2 * KEYS);
+        assert_eq!(tree.get(&key).unwrap(), key.is_multiple_of(2).then_some(key / 2));
+    }
+    within("after random gets");
+    // Writes everywhere: each lands in a live slot, none in a detached one.
+    for key in (1..2 * KEYS).step_by(50) {
+        tree.insert(key, key).unwrap();
+    }
+    tree.flush().unwrap();
+    for key in (1..2 * KEYS).step_by(50) {
+        assert_eq!(tree.get(&key).unwrap(), Some(key));
+    }
+    let report = tree.verify().unwrap();
+    assert!(report.is_ok() && report.unposted == 0, "{report}");
+    within("after verify");
+    let stats = tree.stats();
+    assert!(stats.evictions as usize > report.nodes, "{stats:?}");
+}

@@ -12,9 +12,9 @@
 //!
 //! # Choosing what to evict (a clock with a cooling mark)
 //!
-//! Leaves enter a FIFO when they become clean and resident: loaded from the
+//! Nodes enter a FIFO when they become clean and resident: loaded from the
 //! store, or stored by a checkpoint. When resident bytes exceed the budget,
-//! the thread that notices turns the clock: it takes the oldest leaf; an
+//! the thread that notices turns the clock: it takes the oldest node; an
 //! unmarked one is marked *cooling* and goes to the back; one still marked
 //! (not touched for a whole turn) becomes a ghost, by a swap from the exact
 //! version that was checked clean, so a write that slipped in makes the swap
@@ -29,10 +29,14 @@
 //! Unlike strict LRU (ZODB's pickle cache), one scan cannot flush the hot
 //! set.
 //!
-//! Only leaves are evicted. An interior node stays loaded once loaded, which
-//! keeps every slot a unique, stable object (a reloaded parent would make new
-//! child slots while old ones may still be in use). Interior nodes are about
-//! 1/64 of a tree's bytes at the default capacities.
+//! Branches go through the same clock: one is evicted when it is clean, has
+//! not been descended through for a whole turn, and its children are all
+//! ghosts, none split without posting (so its stored image lists exactly
+//! these children). Its children are detached first (`slot.rs`), so the new
+//! child slots a reloaded branch makes never coexist with live old ones. A
+//! branch with resident children stays queued; the leaves under it go first.
+//!
+//! `verify` pauses eviction: it checks slots by identity.
 //!
 //! # Safety of the account pointer
 //!
@@ -47,7 +51,7 @@ use std::sync::{Arc, PoisonError};
 
 use super::node::{Body, Node};
 use super::persist::Counters;
-use super::slot::{Ghost, GhostRight, NodeRef, Slot, State};
+use super::slot::{Evicted, Ghost, GhostRight, NodeRef, Slot, State};
 use super::striped::Striped;
 use super::tree::Tree;
 use crate::store::Address;
@@ -147,22 +151,43 @@ impl Drop for AccountBox {
 const STEPS_PER_CALL: usize = 512;
 
 impl<K: Ord + Clone, V: Clone> Tree<K, V> {
-    /// Queues a leaf that just became clean and resident (loaded, or stored
+    /// Queues a node that just became clean and resident (loaded, or stored
     /// by a checkpoint) for the clock.
-    pub(crate) fn track_resident(&self, leaf: &Arc<Slot<K, V>>) {
+    pub(crate) fn track_resident(&self, slot: &Arc<Slot<K, V>>) {
         if let Some(persist) = &self.persist {
             let mut clock = persist.clock.lock().unwrap_or_else(PoisonError::into_inner);
             // Relaxed: the flag is read and written only under the clock's
             // lock, which orders it.
-            if !leaf.in_clock.swap(true, Ordering::Relaxed) {
-                clock.push_back(Arc::clone(leaf));
+            if !slot.in_clock.swap(true, Ordering::Relaxed) {
+                clock.push_back(Arc::clone(slot));
             }
         }
     }
 
-    /// Evicts cold clean leaves while resident bytes exceed the budget.
+    /// Evicts cold clean nodes while resident bytes exceed the budget.
     /// Called by threads that just loaded a node, and by writers.
     pub(crate) fn evict_if_over_budget(&self) {
+        self.turn_clock(STEPS_PER_CALL);
+    }
+
+    /// Turns the clock until resident bytes are within the budget or
+    /// nothing more can go (after `verify`, which loads the whole tree
+    /// with eviction paused).
+    fn evict_to_budget(&self) {
+        let Some(account) = self.account() else { return };
+        // A turn over the whole queue marks nodes, the next evicts them,
+        // and a branch can go one turn after its last child.
+        let mut idle = 0;
+        while account.resident() > account.budget() && idle < 2 {
+            let before = account.resident();
+            self.turn_clock(usize::MAX);
+            idle = if account.resident() < before { 0 } else { idle + 1 };
+        }
+    }
+
+    /// Takes up to `steps` steps of the clock, and at most one per queued
+    /// node, while resident bytes exceed the budget.
+    fn turn_clock(&self, steps: usize) {
         let (Some(persist), Some(account)) = (&self.persist, self.account()) else { return };
         if account.resident() <= account.budget() {
             return;
@@ -170,68 +195,101 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         // One thread turns the clock at a time, for everyone; the others go
         // on with their work (and never park here).
         let Ok(mut clock) = persist.clock.try_lock() else { return };
-        // At most one step per queued leaf: a leaf is marked in one call and
+        // Read under the lock `pause_eviction` waits for: no turn that began
+        // before a pause evicts anything after it.
+        if persist.pauses.load(Ordering::SeqCst) != 0 {
+            return;
+        }
+        // At most one step per queued node: a node is marked in one call and
         // evicted in a later one, never both at once (a leaf a thread just
         // loaded to write into must survive until its write lands).
-        for _ in 0..clock.len().min(STEPS_PER_CALL) {
+        for _ in 0..clock.len().min(steps) {
             if account.resident() <= account.budget() {
                 break;
             }
-            let Some(leaf) = clock.pop_front() else { break };
+            let Some(slot) = clock.pop_front() else { break };
             // Relaxed: `in_clock` is guarded by the lock, `cooling` a hint.
-            if !is_clean_leaf(&leaf) {
-                leaf.in_clock.store(false, Ordering::Relaxed);
+            if !is_clean(&slot) {
+                slot.in_clock.store(false, Ordering::Relaxed);
                 continue; // dirty (queued again once stored) or a ghost already
             }
             // First pass: mark it and give it a turn to be touched. Marked
             // and untouched since: evict.
-            if !leaf.cooling.swap(true, Ordering::Relaxed) {
-                clock.push_back(leaf);
+            if !slot.cooling.swap(true, Ordering::Relaxed) {
+                clock.push_back(slot);
+                continue;
+            }
+            slot.cooling.store(false, Ordering::Relaxed);
+            if self.evict(&slot) == Evicted::NotYet {
+                clock.push_back(slot); // a branch whose children are resident
             } else {
-                leaf.in_clock.store(false, Ordering::Relaxed);
-                leaf.cooling.store(false, Ordering::Relaxed);
-                self.evict(&leaf);
+                slot.in_clock.store(false, Ordering::Relaxed);
             }
         }
     }
 
-    /// Evicts the leaf holding `key` if it is clean (for the loom model,
-    /// which needs the evictor at a chosen point, not at random).
-    #[cfg(loom)]
-    pub(crate) fn evict_leaf_of(&self, key: &K) -> Result<bool, crate::Error> {
-        let found = self.descend::<true>(super::tree::Seek::Key(key), 0)?;
-        drop(found.node);
-        Ok(self.evict(&found.slot))
+    /// Stops eviction until the returned guard drops, once any turn of the
+    /// clock in progress has ended.
+    pub(crate) fn pause_eviction(&self) -> Option<Paused<'_, K, V>> {
+        let persist = self.persist.as_ref()?;
+        persist.pauses.fetch_add(1, Ordering::SeqCst);
+        drop(persist.clock.lock().unwrap_or_else(PoisonError::into_inner));
+        Some(Paused(self))
     }
 
-    /// Turns `slot` back into a ghost if it holds a clean leaf; says whether
-    /// it did. The swap is from the version checked, so a write that
-    /// replaced it meanwhile makes this fail harmlessly.
-    fn evict(&self, slot: &Slot<K, V>) -> bool {
-        let Ok(node) = NodeRef::loaded(slot.peek()) else { return false };
+    /// Evicts the node on `level` whose range holds `key` if it can go
+    /// (for the loom models, which need the evictor at a chosen point).
+    #[cfg(loom)]
+    pub(crate) fn evict_node_of(&self, key: &K, level: u32) -> Result<bool, crate::Error> {
+        let found = self.descend::<true>(super::tree::Seek::Key(key), level)?;
+        drop(found.node);
+        Ok(self.evict(&found.slot) == Evicted::Yes)
+    }
+
+    /// Turns `slot` back into a ghost if it holds a clean node whose
+    /// children are all ghosts (see `Slot::evict`). The swap is from the
+    /// version checked, so a write that replaced it meanwhile makes this
+    /// fail harmlessly.
+    fn evict(&self, slot: &Slot<K, V>) -> Evicted {
+        let Some(persist) = &self.persist else { return Evicted::No };
+        let Ok(node) = NodeRef::loaded(slot.peek()) else { return Evicted::No };
         // Acquire: pairs with the checkpoint's Release after storing.
         let stored = node.meta.stored.load(Ordering::Acquire);
-        if node.level() != 0 || stored == 0 {
-            return false; // a branch, or dirty
+        if stored == 0 {
+            return Evicted::No; // dirty
         }
-        let Some(persist) = &self.persist else { return false };
         let ghost = Ghost {
             address: Address(stored),
-            level: 0,
+            level: node.level(),
             low: node.low.clone(),
             high: node.high.clone(),
             right: GhostRight::Known(node.right.clone()),
         };
-        let evicted = slot.evict(&node, ghost, &persist.ghost);
-        if evicted {
+        let evicted = slot.evict(&node, ghost, &persist.sentinels);
+        if evicted == Evicted::Yes {
             Counters::bump(&persist.counters.evictions);
         }
         evicted
     }
 }
 
+/// Eviction stays paused while this lives (see [`Tree::pause_eviction`]);
+/// dropping it evicts what the pause let in over the budget.
+pub(crate) struct Paused<'a, K: Ord + Clone, V: Clone>(&'a Tree<K, V>);
+
+impl<K: Ord + Clone, V: Clone> Drop for Paused<'_, K, V> {
+    fn drop(&mut self) {
+        if let Some(persist) = &self.0.persist {
+            persist.pauses.fetch_sub(1, Ordering::SeqCst);
+            self.0.evict_to_budget();
+        }
+    }
+}
+
 /// The size a version is charged: the node and what its arrays hold on the
-/// heap (not the heap data of the keys and values themselves).
+/// heap (not the heap data of the keys and values themselves). A branch is
+/// also charged its children's slots, which live and die with its versions,
+/// as ghosts (a loaded child's version is charged on its own).
 pub(crate) fn size_of_version<K, V>(node: &Node<K, V>) -> usize {
     let heap = match &node.body {
         Body::Leaf(leaf) => {
@@ -241,15 +299,17 @@ pub(crate) fn size_of_version<K, V>(node: &Node<K, V>) -> usize {
                 + spilled(leaf.vals.capacity(), leaf.vals.spilled(), size_of::<V>())
         }
         Body::Branch(branch) => {
-            branch.keys.capacity() * size_of::<K>() + branch.children.capacity() * size_of::<usize>()
+            let ghost_slot = size_of::<Slot<K, V>>() + size_of::<Ghost<K, V>>() + 4 * size_of::<usize>();
+            branch.keys.capacity() * size_of::<K>()
+                + branch.children.capacity() * size_of::<usize>()
+                + branch.children.len() * ghost_slot
         }
     };
     size_of::<State<K, V>>() + 2 * size_of::<usize>() + heap
 }
 
-/// True if `slot` holds a loaded leaf whose version is stored.
-fn is_clean_leaf<K, V>(slot: &Slot<K, V>) -> bool {
+/// True if `slot` holds a loaded version that is stored.
+fn is_clean<K, V>(slot: &Slot<K, V>) -> bool {
     // Acquire: pairs with the checkpoint's Release after storing.
-    NodeRef::loaded(slot.peek())
-        .is_ok_and(|node| node.level() == 0 && node.meta.stored.load(Ordering::Acquire) != 0)
+    NodeRef::loaded(slot.peek()).is_ok_and(|node| node.meta.stored.load(Ordering::Acquire) != 0)
 }

@@ -60,6 +60,11 @@ mod imp {
             let previous = self.0.compare_and_swap(current, new);
             Arc::ptr_eq(&previous, current)
         }
+
+        /// True if the cell holds `value` (by pointer).
+        pub(crate) fn holds(&self, value: &Arc<T>) -> bool {
+            Arc::ptr_eq(&self.0.load(), value)
+        }
     }
 }
 
@@ -83,6 +88,10 @@ mod imp {
 
         pub(crate) fn load_full(&self) -> Arc<T> {
             Arc::clone(&self.0.lock().unwrap())
+        }
+
+        pub(crate) fn holds(&self, value: &Arc<T>) -> bool {
+            Arc::ptr_eq(&self.0.lock().unwrap(), value)
         }
 
         pub(crate) fn compare_exchange(&self, current: &Arc<T>, new: Arc<T>) -> bool {

@@ -249,16 +249,17 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         // Only now are the records part of the stored tree. Marked before,
         // a failure after them would let the next checkpoint reuse a child's
         // new record under a parent whose old record it never rewrote.
-        for (slot, version, address) in written {
+        // Parents first: a child still unmarked is dirty, so it cannot be a
+        // ghost, so its parent cannot be evicted with a record naming the
+        // child's new address before the child is evictable from it.
+        for (slot, version, address) in written.into_iter().rev() {
             let node = node_of(&version);
             // Release: whoever reads the address (the evictor) finds the record.
             node.meta.stored.store(address.0, Ordering::Release);
             if let Some(charge) = &node.meta.charge {
                 charge.clean();
             }
-            if node.level() == 0 {
-                self.track_resident(&slot);
-            }
+            self.track_resident(&slot);
         }
         Ok(())
     }

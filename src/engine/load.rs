@@ -18,13 +18,14 @@ use super::format::{DecodedBody, Expected};
 use super::node::{Body, Branch, Leaf, Meta, Node};
 use super::persist::Counters;
 use super::slot::{Ghost, GhostRight, NodeArc, NodeRef, Slot, State};
-use super::tree::Tree;
+use super::tree::{Found, Held, Seek, Tree};
 use super::wait::Wait;
 use crate::Error;
 use crate::store::Address;
 
 impl<K: Ord + Clone, V: Clone> Tree<K, V> {
-    /// The current version of `slot`, loading it first if it is a ghost.
+    /// The current version of the node `slot` stands for, loading it first
+    /// if it is a ghost, and finding its live slot if `slot` is detached.
     ///
     /// A load does I/O or waits for another thread's: callers hold no guard
     /// when the slot may be a ghost (they try [`loaded`](Tree::loaded) first).
@@ -32,8 +33,22 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     pub(crate) fn node(&self, slot: &Arc<Slot<K, V>>) -> Result<NodeRef<K, V>, Error> {
         match self.loaded(slot) {
             Some(node) => Ok(node),
-            None => self.node_slow(slot, slot.state()),
+            None => self.node_slow(slot, slot.state()).map(|(node, _)| node),
         }
+    }
+
+    /// [`node`](Tree::node) for a caller that will swap a new version into
+    /// the slot: a detached `slot` is replaced by the node's live slot.
+    #[inline(always)]
+    pub(crate) fn node_in(&self, slot: &mut Held<K, V>) -> Result<NodeRef<K, V>, Error> {
+        if let Some(node) = self.loaded(slot) {
+            return Ok(node);
+        }
+        let (node, live) = self.node_slow(slot.arc(), slot.state())?;
+        if let Some(live) = live {
+            *slot = live;
+        }
+        Ok(node)
     }
 
     /// The current version of `slot` if it is loaded (the fast path).
@@ -48,32 +63,49 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         Some(node)
     }
 
-    /// [`node`](Tree::node) of a slot that is not loaded.
+    /// [`node`](Tree::node) of a slot that is not loaded; with the live
+    /// slot if `slot` was detached.
     #[cold]
     #[inline(never)]
+    #[allow(clippy::type_complexity)]
     fn node_slow(
         &self,
         slot: &Arc<Slot<K, V>>,
         mut state: Snapshot<State<K, V>>,
-    ) -> Result<NodeRef<K, V>, Error> {
+    ) -> Result<(NodeRef<K, V>, Option<Held<K, V>>), Error> {
         let mut loaded = false;
         loop {
-            loaded |= self.materialize(slot, state)?;
+            match self.materialize(slot, state)? {
+                Materialized::Again => {}
+                Materialized::Loaded => loaded = true,
+                Materialized::Detached => return self.live(slot).map(|found| (found.node, Some(found.slot))),
+            }
             match NodeRef::loaded(slot.state()) {
                 Ok(node) => {
                     if loaded {
-                        if node.level() == 0 {
-                            self.track_resident(slot);
-                        }
+                        self.track_resident(slot);
                         // After taking the node: eviction may pick this very
                         // slot, and the version we hold stays valid.
                         self.evict_if_over_budget();
                     }
-                    return Ok(node);
+                    return Ok((node, None));
                 }
                 Err(other) => state = other,
             }
         }
+    }
+
+    /// The live slot of the node a detached slot stood for, and its current
+    /// version: a fresh descent to the same level and `low` (a node's `low`
+    /// never changes, and nodes are never removed).
+    #[cold]
+    fn live(&self, detached: &Slot<K, V>) -> Result<Found<K, V>, Error> {
+        // Detached slots keep their description for good.
+        let Some(ghost) = detached.ghost_info() else {
+            return Err(Error::Internal { what: "a detached slot without its description" });
+        };
+        let seek = ghost.low.as_ref().map_or(Seek::First, Seek::Key);
+        self.descend::<true>(seek, ghost.level)
     }
 
     /// [`node`](Tree::node), held by an `Arc`.
@@ -82,30 +114,26 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     }
 
     /// Loads a ghost, or waits for the load in flight. Returns when the slot
-    /// is worth reading again: `true` if this thread did the load.
+    /// is worth reading again, or when reading it again is of no use.
     #[cold]
-    fn materialize(&self, slot: &Slot<K, V>, state: Snapshot<State<K, V>>) -> Result<bool, Error> {
+    fn materialize(&self, slot: &Slot<K, V>, state: Snapshot<State<K, V>>) -> Result<Materialized, Error> {
         let state = snapshot_into_arc(state); // owned: no guard past this line
         match &*state {
-            State::Loaded(_) => Ok(false),
+            State::Loaded(_) => Ok(Materialized::Again),
+            State::Detached => Ok(Materialized::Detached),
             State::Loading(wait) => {
                 let wait = Arc::clone(wait);
                 drop(state);
                 if let Some(persist) = &self.persist {
                     Counters::bump(&persist.counters.load_waits);
                 }
-                wait.wait().map(|()| false)
+                wait.wait().map(|()| Materialized::Again)
             }
             State::Ghost => {
                 let wait = Arc::new(Wait::new());
                 let loading = Arc::new(State::Loading(Arc::clone(&wait)));
-                if !slot.swap_state(&state, Arc::clone(&loading)) {
-                    return Ok(false); // another thread got there first
-                }
-                // The description is there: it is set before a slot becomes
-                // a ghost and cleared only by a loader's landing.
-                let Some(ghost) = slot.ghost_info() else {
-                    return Err(Error::Internal { what: "a ghost slot without its description" });
+                let Some(ghost) = slot.start_load(&state, Arc::clone(&loading)) else {
+                    return Ok(Materialized::Again); // another thread got there first
                 };
                 let mut flight = Flight {
                     slot,
@@ -116,7 +144,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                     landed: false,
                 };
                 let loaded = self.load_ghost(&ghost);
-                flight.land(loaded).map(|()| true)
+                flight.land(loaded).map(|()| Materialized::Loaded)
             }
         }
     }
@@ -150,13 +178,31 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             DecodedBody::Leaf { keys, vals } => Body::Leaf(Leaf { keys, vals }),
             DecodedBody::Branch { level, keys, children } => Body::Branch(Branch {
                 level,
-                children: ghost_children(level, &low, &high, &right, &keys, &children, &persist.ghost),
+                children: ghost_children(
+                    level,
+                    &low,
+                    &high,
+                    &right,
+                    &keys,
+                    &children,
+                    &persist.sentinels.ghost,
+                ),
                 keys,
             }),
         };
         Counters::bump(&persist.counters.loads);
         Ok(Node { low, high, right, body, meta: Meta::stored_at(address.0) }.charged(self.account(), false))
     }
+}
+
+/// What [`Tree::materialize`] did.
+enum Materialized {
+    /// Nothing, or waited for another thread's load: read the slot again.
+    Again,
+    /// Loaded the node: read the slot again.
+    Loaded,
+    /// The slot is detached: find the live one.
+    Detached,
 }
 
 /// Ghost slots for a branch's children, each knowing its range and its right

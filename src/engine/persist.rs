@@ -6,7 +6,7 @@
 //! need no codec bounds and an in-memory tree carries none of this.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::cache::AccountBox;
@@ -14,7 +14,7 @@ use super::checkpoint::Epochs;
 use super::format::Commit;
 use super::format::{self, Decoded, Expected};
 use super::node::{Body, Entries, Leaf, Node};
-use super::slot::{Ghost, GhostRight, Slot, State};
+use super::slot::{Ghost, GhostRight, Sentinels, Slot};
 use super::tree::Tree;
 use crate::store::{Address, Store};
 use crate::{Codec, Config, Error, Stats};
@@ -27,8 +27,12 @@ pub(crate) struct Persist<K, V> {
     /// Clean resident leaves in the order they became so: the eviction
     /// clock (see `cache.rs`).
     pub(crate) clock: Mutex<VecDeque<Arc<Slot<K, V>>>>,
-    /// The state every ghost slot of this tree holds (see `slot.rs`).
-    pub(crate) ghost: Arc<State<K, V>>,
+    /// The states every ghost and every detached slot of this tree hold
+    /// (see `slot.rs`).
+    pub(crate) sentinels: Sentinels<K, V>,
+    /// Callers that need slots to stay put (`verify`): no eviction while
+    /// non-zero (see `cache.rs`).
+    pub(crate) pauses: AtomicUsize,
 }
 
 /// The encoders and decoder for one `(K, V)` (signatures in `format.rs`).
@@ -99,7 +103,7 @@ impl<K: Ord + Clone + Codec, V: Clone + Codec> Tree<K, V> {
     /// The tree the store's commit record names, every node a ghost (reads
     /// only the commit record); an empty tree if the store has none.
     pub(crate) fn open(store: Arc<dyn Store>, config: Config) -> Result<Tree<K, V>, Error> {
-        let sentinel = Arc::new(State::Ghost);
+        let sentinels = Sentinels::new();
         let commit = store.read_commit().map_err(|e| Error::io("reading the commit record", None, e))?;
         let (root, commit) = match commit {
             None => {
@@ -121,7 +125,7 @@ impl<K: Ord + Clone + Codec, V: Clone + Codec> Tree<K, V> {
                     high: None,
                     right: GhostRight::Known(None),
                 };
-                (Slot::ghost(ghost, &sentinel), commit)
+                (Slot::ghost(ghost, &sentinels.ghost), commit)
             }
         };
         let len = usize::try_from(commit.len).unwrap_or(usize::MAX);
@@ -132,7 +136,8 @@ impl<K: Ord + Clone + Codec, V: Clone + Codec> Tree<K, V> {
             counters: Counters::default(),
             epochs: Epochs::new(commit.epoch, commit.len),
             clock: Mutex::new(VecDeque::new()),
-            ghost: sentinel,
+            sentinels,
+            pauses: AtomicUsize::new(0),
         });
         tree.account = Some(AccountBox::new(tree.config().memory_budget));
         Ok(tree)

@@ -16,8 +16,11 @@
 //!     |   load failed: ghost restored |                writer: v1 -> v2        |   |
 //!     +-------------------------------+            (copy on write, any thread) |   |
 //!     |                                                                        |   |
-//!     +------------- evictor: clean leaf whose version is stored --------------+   |
-//!                                                              Loaded(v2) <-------+
+//!     +------------- evictor: clean node whose children are ghosts ------------+   |
+//!     |                                                        Loaded(v2) <-------+
+//!     |  evictor of the parent: detach, or
+//!     v  undo if the parent's swap failed
+//!   Detached (for good once the parent is a ghost)
 //! ```
 //!
 //! - A ghost's state is the tree's one shared `Ghost` sentinel: a ghost
@@ -34,6 +37,15 @@
 //!   which is the whole point (ZODB flags a ghost loaded before filling it).
 //! - Writers and the evictor swap only from the `Loaded` version they read;
 //!   pointer identity makes a stale swap fail harmlessly.
+//! - A branch's child slots live in its version: a branch that becomes a
+//!   ghost and loads again gets new ones. So a branch is evicted only when
+//!   its children are all ghosts, and in the same step they become
+//!   `Detached`, for good (see `Slot::evict` for how that is one step). A
+//!   node never has two live slots, and a write can never land in a slot
+//!   the tree has dropped. A thread that still reaches a
+//!   detached slot (through an old branch version or a right link) finds
+//!   the node's live slot by a descent to the detached one's level and
+//!   `low`, which its description keeps (`Tree::node_in`).
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -65,6 +77,31 @@ pub(crate) enum State<K, V> {
     Ghost,
     /// A load is in flight; others wait here.
     Loading(Arc<Wait>),
+    /// A ghost whose parent went back to being a ghost (see above); the
+    /// tree's second shared sentinel.
+    Detached,
+}
+
+/// The tree's shared `Ghost` and `Detached` states.
+pub(crate) struct Sentinels<K, V> {
+    pub(crate) ghost: Arc<State<K, V>>,
+    pub(crate) detached: Arc<State<K, V>>,
+}
+
+impl<K, V> Sentinels<K, V> {
+    pub(crate) fn new() -> Sentinels<K, V> {
+        Sentinels { ghost: Arc::new(State::Ghost), detached: Arc::new(State::Detached) }
+    }
+}
+
+/// What [`Slot::evict`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Evicted {
+    Yes,
+    /// Not now, nor later: the version was replaced.
+    No,
+    /// A branch with children that are not ghosts yet.
+    NotYet,
 }
 
 /// A node that is on storage only, with what its parent knows about it.
@@ -127,20 +164,74 @@ impl<K, V> Slot<K, V> {
         landed
     }
 
+    /// Starts the load of a ghost: swaps `ghost` (the state read) for
+    /// `loading` and returns the ghost's description, in one critical
+    /// section of the description's lock, which an evictor of the parent
+    /// holds while it detaches (see `evict`). `None`: the slot is not that
+    /// ghost any more.
+    pub(crate) fn start_load(
+        &self,
+        ghost: &Arc<State<K, V>>,
+        loading: Arc<State<K, V>>,
+    ) -> Option<Ghost<K, V>>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let description = self.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
+        // No description: loaded since `ghost` was read (see above).
+        let description = description.as_deref()?;
+        self.state.compare_exchange(ghost, loading).then(|| description.clone())
+    }
+
     /// Turns the slot into a ghost described by `ghost` if `current` is
-    /// still its version; says whether it did.
+    /// still its version, and detaches the children of a branch.
+    ///
+    /// A branch is evicted only if each child is a ghost that ends where
+    /// its separator says (no split of it is waiting to be posted), checked
+    /// and detached under the children's description locks: no child load
+    /// can start meanwhile (loads start under that lock), so nobody ever
+    /// sees a detached child of a live branch. Lock order: children, then
+    /// the slot itself; every other caller holds one description lock.
     pub(crate) fn evict(
         &self,
         current: &NodeRef<K, V>,
         ghost: Ghost<K, V>,
-        sentinel: &Arc<State<K, V>>,
-    ) -> bool {
-        let mut description = self.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
-        let evicted = self.state.compare_exchange(current.state(), Arc::clone(sentinel));
-        if evicted {
-            *description = Some(Box::new(ghost));
+        sentinels: &Sentinels<K, V>,
+    ) -> Evicted
+    where
+        K: PartialEq,
+    {
+        let (keys, children) = match current.as_branch() {
+            Some(branch) => (&branch.keys[..], &branch.children[..]),
+            None => (&[][..], &[][..]),
+        };
+        let mut held = Vec::with_capacity(children.len());
+        for (i, child) in children.iter().enumerate() {
+            let description = child.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
+            let high = keys.get(i).or(current.high.as_ref());
+            let ready = child.state.holds(&sentinels.ghost)
+                && description.as_ref().is_some_and(|description| description.high.as_ref() == high);
+            if !ready {
+                return Evicted::NotYet;
+            }
+            held.push(description);
         }
-        evicted
+        let mut description = self.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
+        if !self.state.compare_exchange(current.state(), Arc::clone(&sentinels.ghost)) {
+            return Evicted::No;
+        }
+        *description = Some(Box::new(ghost));
+        for (child, mut description) in children.iter().zip(held) {
+            // A ghost, under its lock: this cannot fail.
+            child.state.compare_exchange(&sentinels.ghost, Arc::clone(&sentinels.detached));
+            // A stale right link to this slot must not keep its old
+            // siblings alive; finding the live slot needs level and `low`.
+            if let Some(description) = description.as_mut() {
+                description.right = GhostRight::Known(None);
+            }
+        }
+        Evicted::Yes
     }
 
     /// The current state, whatever it is.

@@ -229,10 +229,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 None => {
                     // A ghost: drop every guard before its load (I/O, or a
                     // wait for another thread's load).
-                    let next_slot = Arc::clone(next_slot);
+                    slot = Held::Shared(Arc::clone(next_slot));
                     drop(node);
-                    slot = Held::Shared(Arc::clone(&next_slot));
-                    self.node(&next_slot)?
+                    self.node_in(&mut slot)?
                 }
             };
             next.prefetch();
@@ -247,9 +246,8 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             return Ok(current);
         }
         drop(node);
-        let owned = Arc::clone(slot.arc());
-        *slot = Held::Shared(Arc::clone(&owned));
-        self.node(&owned)
+        *slot = Held::Shared(Arc::clone(slot.arc()));
+        self.node_in(slot)
     }
 
     /// Reads the entry of `key` and applies what `decide` makes of it, as one
@@ -308,9 +306,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 let Some(right) = node.right.clone() else {
                     break;
                 };
-                slot = Held::Shared(Arc::clone(&right));
+                slot = Held::Shared(right);
                 drop(node); // no guard across a load
-                node = self.node(&right)?;
+                node = self.node_in(&mut slot)?;
                 moved_right = true;
             }
         }
@@ -359,8 +357,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                     return Ok(None);
                 };
                 drop(found); // no guard across a load
-                let node = self.node(&right)?;
-                found = Found { slot: Held::Shared(right), node, moved_right: false };
+                let mut slot = Held::Shared(right);
+                let node = self.node_in(&mut slot)?;
+                found = Found { slot, node, moved_right: false };
             }
         }
         Ok(Some(found))
@@ -521,9 +520,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                     let Some(next) = node.right.clone() else {
                         break;
                     };
-                    slot = Held::Shared(Arc::clone(&next));
+                    slot = Held::Shared(next);
                     drop(node); // no guard across a load
-                    node = self.node(&next)?;
+                    node = self.node_in(&mut slot)?;
                 }
             }
         }
