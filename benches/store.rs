@@ -20,12 +20,12 @@
 //! 2. **Scans under a budget of a tenth of the stored bytes**: the whole tree
 //!    once in key order (the count and order are checked), sampling
 //!    `stats().resident_bytes` and the process RSS (`VmRSS`) every 10000
-//!    items. Then a hot set of random keys, sized to a tenth of the budget,
-//!    is read, and the scan is repeated twice: once alone and once while
-//!    another thread keeps reading the hot set; after each, re-reading the
-//!    hot set shows how many of its leaves had to be loaded again. A scan
-//!    under a 1-byte budget shows the floor: what stays resident when
-//!    everything evictable is evicted (interior nodes are never evicted),
+//!    items. Then a hot set of random keys, whose paths (leaves and the
+//!    branches above them) take a quarter of the budget, is read, and the
+//!    scan is repeated twice: once alone and once while another thread keeps
+//!    reading the hot set; after each, re-reading the hot set shows how many
+//!    of its nodes had to be loaded again. A scan under a 1-byte budget shows
+//!    the floor: what stays resident when everything evictable is evicted,
 //!    and one under a budget that holds everything is the reference. These
 //!    run (and print) first, and all their trees stay open until the last
 //!    of them, so no RSS figure reuses memory another tree freed.
@@ -316,29 +316,37 @@ fn main() {
     let full = scan(&reference, n);
     print_scan("reference: large budget", &full, budget);
 
-    // The hot set: random keys (one leaf each, bar collisions) whose leaves
-    // take about a tenth of the budget, at the average node size of the
-    // fully loaded tree.
+    // The hot set: random keys whose paths (leaves, and the branches above
+    // them, which a random set hardly shares) take a quarter of the budget,
+    // measured on a fresh tree with room for everything.
     let node_bytes = full.after.resident_bytes / full.after.loads.max(1);
     let mut rng = SplitMix64::new(0x407);
-    let hot_len = (budget as u64 / 10 / node_bytes).max(1) as usize;
-    let hot: Vec<u64> = (0..hot_len).map(|_| 2 * rng.below(n)).collect();
+    let candidates: Vec<u64> = (0..n).map(|_| 2 * rng.below(n)).collect();
+    let footprint = |len: usize| {
+        let fresh = open(&store, big);
+        read_hot(&fresh, &candidates[..len]);
+        fresh.stats().resident_bytes
+    };
+    let mut hot_len = (budget as u64 / 4 / node_bytes).max(1) as usize;
+    while hot_len > 1 && footprint(hot_len) > budget as u64 / 4 {
+        hot_len = hot_len * 9 / 10;
+    }
+    let hot = &candidates[..hot_len];
+    let hot_bytes = footprint(hot_len);
 
-    // Interior nodes are all loaded by the first scan and never evicted, so
-    // store reads from here on are leaf loads.
-    let hot_leaves = read_hot(&tree, &hot);
-    let hot_again = read_hot(&tree, &hot) + read_hot(&tree, &hot);
+    let hot_leaves = read_hot(&tree, hot);
+    let hot_again = read_hot(&tree, hot) + read_hot(&tree, hot);
     let alone = scan(&tree, n);
     print_scan("2nd scan, alone", &alone, budget);
-    let after_alone = read_hot(&tree, &hot);
+    let after_alone = read_hot(&tree, hot);
 
-    let hot_before = read_hot(&tree, &hot);
+    let hot_before = read_hot(&tree, hot);
     let stop = AtomicBool::new(false);
     let (with_reader, passes) = thread::scope(|scope| {
         let reader = scope.spawn(|| {
             let mut passes = 0u64;
             while !stop.load(Relaxed) {
-                read_hot(&tree, &hot);
+                read_hot(&tree, hot);
                 passes += 1;
             }
             passes
@@ -348,7 +356,7 @@ fn main() {
         (scanned, reader.join().expect("hot reader thread"))
     });
     print_scan("3rd scan, hot reader running", &with_reader, budget);
-    let after_with_reader = read_hot(&tree, &hot);
+    let after_with_reader = read_hot(&tree, hot);
     drop((tree, floor_tree, reference));
 
     let loaded = |scan: &Scan| scan.after.loads - scan.after.evictions;
@@ -373,16 +381,20 @@ fn main() {
         signed_mib(first.rss_max, first.rss_before) * 1048576.0 / first.after.loads as f64,
         signed_mib(full.rss_max, full.rss_before) * 1048576.0 / full.after.loads as f64,
     );
-    println!("\nhot set: {hot_len} random keys (a tenth of the budget at {node_bytes} bytes per leaf)");
+    println!(
+        "\nhot set: {hot_len} random keys; their paths take {:.2} MiB = {:.2}x the budget",
+        mib(hot_bytes),
+        hot_bytes as f64 / budget as f64
+    );
     println!("{:<50} {:>11}", "hot-set read", "store reads");
-    println!("{:<50} {hot_leaves:>11}", "first read, after the 1st scan (~ its leaves)");
+    println!("{:<50} {hot_leaves:>11}", "first read, after the 1st scan (~ its nodes)");
     println!("{:<50} {hot_again:>11}", "two more reads");
     println!("{:<50} {after_alone:>11}", "after the 2nd scan (no hot reads during it)");
     println!("{:<50} {hot_before:>11}", "re-warm before the 3rd scan");
     println!("{:<50} {after_with_reader:>11}", "after the 3rd scan (hot reader running)");
     println!(
         "(during the 3rd scan the hot reader read the hot set {passes} times; the scan plus the reader \
-         loaded {} leaves, {} more than the lone 2nd scan: hot leaves evicted and loaded again)",
+         loaded {} nodes, {} more than the lone 2nd scan: hot nodes evicted and loaded again)",
         with_reader.after.loads - with_reader.before.loads,
         (with_reader.after.loads - with_reader.before.loads) as i64
             - (alone.after.loads - alone.before.loads) as i64

@@ -51,13 +51,13 @@ impl Config {
     }
 
     /// Bytes of node versions a tree over a store keeps in memory before it
-    /// turns cold clean leaves back into ghosts. Default 256 MiB.
+    /// turns cold clean nodes back into ghosts. Default 256 MiB. A branch
+    /// counts its children's ghost slots too (about 140 bytes each).
     ///
     /// A soft limit: it may be exceeded by what threads hold at the moment
-    /// (a few nodes each), by interior nodes (never evicted; about 1/64 of
-    /// the tree) and by dirty leaves until the checkpoint that writes them,
-    /// which starts when dirty bytes reach half the budget. In-memory trees
-    /// ignore it.
+    /// (a few nodes each) and by dirty nodes until the checkpoint that
+    /// writes them, which starts when dirty bytes reach half the budget.
+    /// In-memory trees ignore it.
     pub fn memory_budget(mut self, bytes: usize) -> Config {
         self.memory_budget = bytes;
         self
