@@ -4,7 +4,8 @@
 //! check the result exactly (and once more after a flush and a reopen).
 //!
 //! `cargo run --release --example quickstart` (`QUICKSTART_SECS` to run
-//! longer than 2 s, `QUICKSTART_KEYS` for another size).
+//! longer than 2 s, `QUICKSTART_KEYS` for another size,
+//! `QUICKSTART_BUDGET_DIV` for a budget of another fraction of the store).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -47,7 +48,7 @@ fn main() -> Result<(), Error> {
 
     // 2. Reopen lazily with a budget of a tenth of the stored size: opening
     //    reads one record, every node starts as a ghost.
-    let budget = store.stored_bytes() / 10;
+    let budget = store.stored_bytes() / env("QUICKSTART_BUDGET_DIV", 10) as usize;
     let config = Config::new().memory_budget(budget);
     let started = Instant::now();
     let tree: BTree<u64, u64> = BTree::open(store.clone(), config.clone())?;
@@ -116,9 +117,11 @@ fn main() -> Result<(), Error> {
     );
     let stats = tree.stats();
     println!(
-        "stats: {} loads ({} waits on a load in flight), {} evictions, {} checkpoints, \
-         {} MB resident of a {} MB budget, {} MB dirty",
+        "stats: {} loads ({:.2} per operation: the budget holds a fraction of the tree), \
+         {} waits on a load in flight, {} evictions, {} checkpoints, {} MB resident of a {} MB budget, \
+         {} MB dirty",
         stats.loads,
+        stats.loads as f64 / (reads + inserted.len() as u64).max(1) as f64,
         stats.load_waits,
         stats.evictions,
         stats.checkpoints,

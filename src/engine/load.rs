@@ -17,7 +17,7 @@ use super::cell::{Snapshot, snapshot_into_arc};
 use super::format::{DecodedBody, Expected};
 use super::node::{Body, Branch, Leaf, Meta, Node};
 use super::persist::Counters;
-use super::slot::{Ghost, GhostRight, NodeArc, NodeRef, Slot, State};
+use super::slot::{Ghost, GhostRight, NodeArc, NodeRef, Slot, Start, State};
 use super::tree::{Found, Held, Seek, Tree};
 use super::wait::Wait;
 use crate::Error;
@@ -83,7 +83,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             match NodeRef::loaded(slot.state()) {
                 Ok(node) => {
                     if loaded {
-                        self.track_resident(slot);
+                        self.track_resident(slot, node.level());
                         // After taking the node: eviction may pick this very
                         // slot, and the version we hold stays valid.
                         self.evict_if_over_budget();
@@ -120,7 +120,6 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         let state = snapshot_into_arc(state); // owned: no guard past this line
         match &*state {
             State::Loaded(_) => Ok(Materialized::Again),
-            State::Detached => Ok(Materialized::Detached),
             State::Loading(wait) => {
                 let wait = Arc::clone(wait);
                 drop(state);
@@ -132,8 +131,10 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             State::Ghost => {
                 let wait = Arc::new(Wait::new());
                 let loading = Arc::new(State::Loading(Arc::clone(&wait)));
-                let Some(ghost) = slot.start_load(&state, Arc::clone(&loading)) else {
-                    return Ok(Materialized::Again); // another thread got there first
+                let ghost = match slot.start_load(&state, Arc::clone(&loading)) {
+                    Start::Load(ghost) => ghost,
+                    Start::Again => return Ok(Materialized::Again), // another thread got there first
+                    Start::Detached => return Ok(Materialized::Detached),
                 };
                 let mut flight = Flight {
                     slot,
@@ -178,15 +179,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             DecodedBody::Leaf { keys, vals } => Body::Leaf(Leaf { keys, vals }),
             DecodedBody::Branch { level, keys, children } => Body::Branch(Branch {
                 level,
-                children: ghost_children(
-                    level,
-                    &low,
-                    &high,
-                    &right,
-                    &keys,
-                    &children,
-                    &persist.sentinels.ghost,
-                ),
+                children: ghost_children(level, &low, &high, &right, &keys, &children, &persist.ghost),
                 keys,
             }),
         };
@@ -233,6 +226,7 @@ fn ghost_children<K: Clone, V>(
                     low: if i == 0 { low.clone() } else { Some(keys[i - 1].clone()) },
                     high: if i == last { high.clone() } else { Some(keys[i].clone()) },
                     right: std::mem::replace(&mut next, GhostRight::Known(None)),
+                    detached: false,
                 },
                 sentinel,
             );

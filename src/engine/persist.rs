@@ -5,16 +5,15 @@
 //! only place that requires `K: Codec, V: Codec`), so the engine's methods
 //! need no codec bounds and an in-memory tree carries none of this.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::cache::AccountBox;
+use super::cache::{AccountBox, Clock};
 use super::checkpoint::Epochs;
 use super::format::Commit;
 use super::format::{self, Decoded, Expected};
 use super::node::{Body, Entries, Leaf, Node};
-use super::slot::{Ghost, GhostRight, Sentinels, Slot};
+use super::slot::{Ghost, GhostRight, Slot, State};
 use super::tree::Tree;
 use crate::store::{Address, Store};
 use crate::{Codec, Config, Error, Stats};
@@ -24,12 +23,11 @@ pub(crate) struct Persist<K, V> {
     pub(crate) codecs: Codecs<K, V>,
     pub(crate) counters: Counters,
     pub(crate) epochs: Epochs,
-    /// Clean resident leaves in the order they became so: the eviction
+    /// Clean resident nodes in the order they became so: the eviction
     /// clock (see `cache.rs`).
-    pub(crate) clock: Mutex<VecDeque<Arc<Slot<K, V>>>>,
-    /// The states every ghost and every detached slot of this tree hold
-    /// (see `slot.rs`).
-    pub(crate) sentinels: Sentinels<K, V>,
+    pub(crate) clock: Mutex<Clock<K, V>>,
+    /// The state every ghost slot of this tree holds (see `slot.rs`).
+    pub(crate) ghost: Arc<State<K, V>>,
     /// Callers that need slots to stay put (`verify`): no eviction while
     /// non-zero (see `cache.rs`).
     pub(crate) pauses: AtomicUsize,
@@ -103,7 +101,7 @@ impl<K: Ord + Clone + Codec, V: Clone + Codec> Tree<K, V> {
     /// The tree the store's commit record names, every node a ghost (reads
     /// only the commit record); an empty tree if the store has none.
     pub(crate) fn open(store: Arc<dyn Store>, config: Config) -> Result<Tree<K, V>, Error> {
-        let sentinels = Sentinels::new();
+        let sentinel = Arc::new(State::Ghost);
         let commit = store.read_commit().map_err(|e| Error::io("reading the commit record", None, e))?;
         let (root, commit) = match commit {
             None => {
@@ -124,8 +122,9 @@ impl<K: Ord + Clone + Codec, V: Clone + Codec> Tree<K, V> {
                     low: None,
                     high: None,
                     right: GhostRight::Known(None),
+                    detached: false,
                 };
-                (Slot::ghost(ghost, &sentinels.ghost), commit)
+                (Slot::ghost(ghost, &sentinel), commit)
             }
         };
         let len = usize::try_from(commit.len).unwrap_or(usize::MAX);
@@ -135,8 +134,8 @@ impl<K: Ord + Clone + Codec, V: Clone + Codec> Tree<K, V> {
             codecs: Codecs::new(),
             counters: Counters::default(),
             epochs: Epochs::new(commit.epoch, commit.len),
-            clock: Mutex::new(VecDeque::new()),
-            sentinels,
+            clock: Mutex::new(Clock::default()),
+            ghost: sentinel,
             pauses: AtomicUsize::new(0),
         });
         tree.account = Some(AccountBox::new(tree.config().memory_budget));

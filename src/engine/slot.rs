@@ -18,9 +18,9 @@
 //!     |                                                                        |   |
 //!     +------------- evictor: clean node whose children are ghosts ------------+   |
 //!     |                                                        Loaded(v2) <-------+
-//!     |  evictor of the parent: detach, or
-//!     v  undo if the parent's swap failed
-//!   Detached (for good once the parent is a ghost)
+//!     |  evictor of the parent, in the same step as the parent's swap
+//!     v  to Ghost: the description is marked detached (no swap)
+//!   Ghost, detached (for good)
 //! ```
 //!
 //! - A ghost's state is the tree's one shared `Ghost` sentinel: a ghost
@@ -32,6 +32,8 @@
 //! - Only the thread that swapped `Ghost -> Loading` leaves `Loading`, so
 //!   one load happens per ghost however many threads miss on it; the others
 //!   wait on the `Loading` state's [`Wait`] and then read the slot again.
+//!   That swap is made under the description's lock, after checking that
+//!   the ghost is not detached.
 //! - A `Loaded` version is built completely before the swap that publishes
 //!   it (see the orderings in `cell.rs`): nobody can see a half-built node,
 //!   which is the whole point (ZODB flags a ghost loaded before filling it).
@@ -39,13 +41,13 @@
 //!   pointer identity makes a stale swap fail harmlessly.
 //! - A branch's child slots live in its version: a branch that becomes a
 //!   ghost and loads again gets new ones. So a branch is evicted only when
-//!   its children are all ghosts, and in the same step they become
-//!   `Detached`, for good (see `Slot::evict` for how that is one step). A
+//!   its children are all ghosts, and in the same step they are marked
+//!   detached, for good (see [`Slot::evict`] for how that is one step). A
 //!   node never has two live slots, and a write can never land in a slot
-//!   the tree has dropped. A thread that still reaches a
-//!   detached slot (through an old branch version or a right link) finds
-//!   the node's live slot by a descent to the detached one's level and
-//!   `low`, which its description keeps (`Tree::node_in`).
+//!   the tree has dropped. A thread that still reaches a detached slot
+//!   (through an old branch version or a stale right link) finds the
+//!   node's live slot by a descent to the detached one's level and `low`,
+//!   which its description keeps (`Tree::node_in`).
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -77,21 +79,16 @@ pub(crate) enum State<K, V> {
     Ghost,
     /// A load is in flight; others wait here.
     Loading(Arc<Wait>),
-    /// A ghost whose parent went back to being a ghost (see above); the
-    /// tree's second shared sentinel.
+}
+
+/// What [`Slot::start_load`] found.
+pub(crate) enum Start<K, V> {
+    /// The load is this thread's: here is what to load.
+    Load(Ghost<K, V>),
+    /// Not the ghost read any more: read the slot again.
+    Again,
+    /// A detached ghost: find the live slot.
     Detached,
-}
-
-/// The tree's shared `Ghost` and `Detached` states.
-pub(crate) struct Sentinels<K, V> {
-    pub(crate) ghost: Arc<State<K, V>>,
-    pub(crate) detached: Arc<State<K, V>>,
-}
-
-impl<K, V> Sentinels<K, V> {
-    pub(crate) fn new() -> Sentinels<K, V> {
-        Sentinels { ghost: Arc::new(State::Ghost), detached: Arc::new(State::Detached) }
-    }
 }
 
 /// What [`Slot::evict`] did.
@@ -112,6 +109,8 @@ pub(crate) struct Ghost<K, V> {
     pub(crate) low: Option<K>,
     pub(crate) high: Option<K>,
     pub(crate) right: GhostRight<K, V>,
+    /// Its parent went back to being a ghost: this slot is dead (see above).
+    pub(crate) detached: bool,
 }
 
 /// How a ghost finds its right neighbour once loaded.
@@ -167,21 +166,25 @@ impl<K, V> Slot<K, V> {
     /// Starts the load of a ghost: swaps `ghost` (the state read) for
     /// `loading` and returns the ghost's description, in one critical
     /// section of the description's lock, which an evictor of the parent
-    /// holds while it detaches (see `evict`). `None`: the slot is not that
-    /// ghost any more.
-    pub(crate) fn start_load(
-        &self,
-        ghost: &Arc<State<K, V>>,
-        loading: Arc<State<K, V>>,
-    ) -> Option<Ghost<K, V>>
+    /// holds while it detaches the children (see `evict`).
+    pub(crate) fn start_load(&self, ghost: &Arc<State<K, V>>, loading: Arc<State<K, V>>) -> Start<K, V>
     where
         K: Clone,
         V: Clone,
     {
         let description = self.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
-        // No description: loaded since `ghost` was read (see above).
-        let description = description.as_deref()?;
-        self.state.compare_exchange(ghost, loading).then(|| description.clone())
+        match description.as_deref() {
+            // No description: loaded since `ghost` was read (see above).
+            None => Start::Again,
+            Some(description) if description.detached => Start::Detached,
+            Some(description) => {
+                if self.state.compare_exchange(ghost, loading) {
+                    Start::Load(description.clone())
+                } else {
+                    Start::Again
+                }
+            }
+        }
     }
 
     /// Turns the slot into a ghost described by `ghost` if `current` is
@@ -189,15 +192,16 @@ impl<K, V> Slot<K, V> {
     ///
     /// A branch is evicted only if each child is a ghost that ends where
     /// its separator says (no split of it is waiting to be posted), checked
-    /// and detached under the children's description locks: no child load
-    /// can start meanwhile (loads start under that lock), so nobody ever
-    /// sees a detached child of a live branch. Lock order: children, then
-    /// the slot itself; every other caller holds one description lock.
+    /// and marked detached under the children's description locks: no child
+    /// load can start meanwhile (loads start under that lock), so nobody
+    /// ever loads a child of a branch that is gone, and nobody ever sees a
+    /// detached child of a live one. Lock order: children, then the slot
+    /// itself; every other caller holds one description lock at a time.
     pub(crate) fn evict(
         &self,
         current: &NodeRef<K, V>,
         ghost: Ghost<K, V>,
-        sentinels: &Sentinels<K, V>,
+        sentinel: &Arc<State<K, V>>,
     ) -> Evicted
     where
         K: PartialEq,
@@ -206,28 +210,31 @@ impl<K, V> Slot<K, V> {
             Some(branch) => (&branch.keys[..], &branch.children[..]),
             None => (&[][..], &[][..]),
         };
+        // A first look without locks: usually some child is still loaded.
+        if !children.iter().all(|child| child.state.holds(sentinel)) {
+            return Evicted::NotYet;
+        }
         let mut held = Vec::with_capacity(children.len());
         for (i, child) in children.iter().enumerate() {
             let description = child.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
             let high = keys.get(i).or(current.high.as_ref());
-            let ready = child.state.holds(&sentinels.ghost)
-                && description.as_ref().is_some_and(|description| description.high.as_ref() == high);
+            let ready = child.state.holds(sentinel)
+                && description.as_ref().is_some_and(|d| !d.detached && d.high.as_ref() == high);
             if !ready {
                 return Evicted::NotYet;
             }
             held.push(description);
         }
         let mut description = self.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
-        if !self.state.compare_exchange(current.state(), Arc::clone(&sentinels.ghost)) {
+        if !self.state.compare_exchange(current.state(), Arc::clone(sentinel)) {
             return Evicted::No;
         }
         *description = Some(Box::new(ghost));
-        for (child, mut description) in children.iter().zip(held) {
-            // A ghost, under its lock: this cannot fail.
-            child.state.compare_exchange(&sentinels.ghost, Arc::clone(&sentinels.detached));
-            // A stale right link to this slot must not keep its old
-            // siblings alive; finding the live slot needs level and `low`.
+        for mut description in held {
             if let Some(description) = description.as_mut() {
+                description.detached = true;
+                // A stale right link to this slot must not keep its old
+                // siblings alive; finding the live slot needs level and low.
                 description.right = GhostRight::Known(None);
             }
         }
