@@ -29,15 +29,14 @@
 //! Unlike strict LRU (ZODB's pickle cache), one scan cannot flush the hot
 //! set.
 //!
-//! Branches have a clock of their own, turned only in a call that visited
-//! every queued leaf and is still over budget: a branch check reads all its
-//! children, and a branch with a resident child cannot go anyway. One is
-//! evicted when it is clean, has not been descended through for a whole
-//! turn, and its children are all ghosts, none split without posting (so
-//! its stored image lists exactly these children). Its children are
-//! detached in the same step (`slot.rs`), so the new child slots a reloaded
-//! branch makes never coexist with live old ones. A branch with resident
-//! children stays queued.
+//! Branches go through the same clock, so a cold branch goes before a hot
+//! leaf. One is evicted when it is clean, has not been descended through
+//! for a whole turn, and its children are all ghosts, none split without
+//! posting (so its stored image lists exactly these children). Its children
+//! are detached in the same step (`slot.rs`), so the new child slots a
+//! reloaded branch makes never coexist with live old ones. A branch with a
+//! resident child stays queued; the slot remembers which child it was, so
+//! the next check usually reads one child, not all of them.
 //!
 //! `verify` pauses eviction: it checks slots by identity.
 //!
@@ -49,7 +48,6 @@
 //! slots, by guards and iterators that borrow the tree, and by other
 //! versions (`prev`), and the account is the tree's last field to drop.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
 
@@ -122,19 +120,6 @@ impl Account {
     }
 }
 
-/// The eviction clock: clean resident nodes in the order they became so,
-/// leaves and branches apart (see the module docs).
-pub(crate) struct Clock<K, V> {
-    pub(crate) leaves: VecDeque<Arc<Slot<K, V>>>,
-    pub(crate) branches: VecDeque<Arc<Slot<K, V>>>,
-}
-
-impl<K, V> Default for Clock<K, V> {
-    fn default() -> Self {
-        Clock { leaves: VecDeque::new(), branches: VecDeque::new() }
-    }
-}
-
 /// Owns a leaked [`Account`] and frees it when dropped (see the module docs).
 pub(crate) struct AccountBox(&'static Account);
 
@@ -170,14 +155,13 @@ const STEPS_PER_CALL: usize = 512;
 impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// Queues a node that just became clean and resident (loaded, or stored
     /// by a checkpoint) for the clock.
-    pub(crate) fn track_resident(&self, slot: &Arc<Slot<K, V>>, level: u32) {
+    pub(crate) fn track_resident(&self, slot: &Arc<Slot<K, V>>) {
         if let Some(persist) = &self.persist {
             let mut clock = persist.clock.lock().unwrap_or_else(PoisonError::into_inner);
             // Relaxed: the flag is read and written only under the clock's
             // lock, which orders it.
             if !slot.in_clock.swap(true, Ordering::Relaxed) {
-                let queue = if level == 0 { &mut clock.leaves } else { &mut clock.branches };
-                queue.push_back(Arc::clone(slot));
+                clock.push_back(Arc::clone(slot));
             }
         }
     }
@@ -218,29 +202,14 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         if persist.pauses.load(Ordering::SeqCst) != 0 {
             return;
         }
-        // Leaves first; branches only once every leaf was visited in this
-        // call (a branch check reads all its children, and a branch with a
-        // resident leaf cannot go anyway).
-        let Clock { leaves, branches } = &mut *clock;
-        if self.step_queue(leaves, steps, account) {
-            self.step_queue(branches, steps, account);
-        }
-    }
-
-    /// Takes up to `steps` steps of one queue of the clock, and at most one
-    /// per queued node, while resident bytes exceed the budget. Returns
-    /// whether it visited the whole queue and is still over budget.
-    fn step_queue(&self, queue: &mut VecDeque<Arc<Slot<K, V>>>, steps: usize, account: &Account) -> bool {
         // At most one step per queued node: a node is marked in one call and
         // evicted in a later one, never both at once (a leaf a thread just
         // loaded to write into must survive until its write lands).
-        let len = queue.len();
-        let steps = steps.min(len);
-        for _ in 0..steps {
+        for _ in 0..clock.len().min(steps) {
             if account.resident() <= account.budget() {
-                return false;
+                break;
             }
-            let Some(slot) = queue.pop_front() else { break };
+            let Some(slot) = clock.pop_front() else { break };
             // Relaxed: `in_clock` is guarded by the lock, `cooling` a hint.
             if !is_clean(&slot) {
                 slot.in_clock.store(false, Ordering::Relaxed);
@@ -249,17 +218,16 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             // First pass: mark it and give it a turn to be touched. Marked
             // and untouched since: evict.
             if !slot.cooling.swap(true, Ordering::Relaxed) {
-                queue.push_back(slot);
+                clock.push_back(slot);
                 continue;
             }
             slot.cooling.store(false, Ordering::Relaxed);
             if self.evict(&slot) == Evicted::NotYet {
-                queue.push_back(slot); // a branch whose children are resident
+                clock.push_back(slot); // a branch whose children are resident
             } else {
                 slot.in_clock.store(false, Ordering::Relaxed);
             }
         }
-        steps == len && account.resident() > account.budget()
     }
 
     /// Stops eviction until the returned guard drops, once any turn of the

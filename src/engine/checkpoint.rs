@@ -259,7 +259,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             if let Some(charge) = &node.meta.charge {
                 charge.clean();
             }
-            self.track_resident(&slot, node.level());
+            self.track_resident(&slot);
         }
         Ok(())
     }

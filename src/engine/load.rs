@@ -83,7 +83,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             match NodeRef::loaded(slot.state()) {
                 Ok(node) => {
                     if loaded {
-                        self.track_resident(slot, node.level());
+                        self.track_resident(slot);
                         // After taking the node: eviction may pick this very
                         // slot, and the version we hold stays valid.
                         self.evict_if_over_budget();

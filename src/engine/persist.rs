@@ -5,10 +5,11 @@
 //! only place that requires `K: Codec, V: Codec`), so the engine's methods
 //! need no codec bounds and an in-memory tree carries none of this.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::cache::{AccountBox, Clock};
+use super::cache::AccountBox;
 use super::checkpoint::Epochs;
 use super::format::Commit;
 use super::format::{self, Decoded, Expected};
@@ -25,7 +26,7 @@ pub(crate) struct Persist<K, V> {
     pub(crate) epochs: Epochs,
     /// Clean resident nodes in the order they became so: the eviction
     /// clock (see `cache.rs`).
-    pub(crate) clock: Mutex<Clock<K, V>>,
+    pub(crate) clock: Mutex<VecDeque<Arc<Slot<K, V>>>>,
     /// The state every ghost slot of this tree holds (see `slot.rs`).
     pub(crate) ghost: Arc<State<K, V>>,
     /// Callers that need slots to stay put (`verify`): no eviction while
@@ -134,7 +135,7 @@ impl<K: Ord + Clone + Codec, V: Clone + Codec> Tree<K, V> {
             codecs: Codecs::new(),
             counters: Counters::default(),
             epochs: Epochs::new(commit.epoch, commit.len),
-            clock: Mutex::new(Clock::default()),
+            clock: Mutex::new(VecDeque::new()),
             ghost: sentinel,
             pauses: AtomicUsize::new(0),
         });

@@ -51,7 +51,7 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 
 use super::cell::{AtomicArc, Mutex, Snapshot, snapshot_into_arc};
 use super::node::{Node, prefetch};
@@ -69,6 +69,8 @@ pub(crate) struct Slot<K, V> {
     pub(crate) cooling: AtomicBool,
     /// In the eviction clock's queue (at most once; see `cache.rs`).
     pub(crate) in_clock: AtomicBool,
+    /// The child the evictor last found loaded (a branch's; see `evict`).
+    loaded_child: AtomicU16,
     /// What the slot's ghost stands for, while it is one (see above).
     ghost: Mutex<Option<Box<Ghost<K, V>>>>,
 }
@@ -139,6 +141,7 @@ impl<K, V> Slot<K, V> {
             ghost: Mutex::new(ghost.map(Box::new)),
             cooling: AtomicBool::new(false),
             in_clock: AtomicBool::new(false),
+            loaded_child: AtomicU16::new(0),
         })
     }
 
@@ -210,8 +213,14 @@ impl<K, V> Slot<K, V> {
             Some(branch) => (&branch.keys[..], &branch.children[..]),
             None => (&[][..], &[][..]),
         };
-        // A first look without locks: usually some child is still loaded.
-        if !children.iter().all(|child| child.state.holds(sentinel)) {
+        // A first look without locks, from the child found loaded last
+        // time: usually a child is still loaded, often that one.
+        let hint = usize::from(self.loaded_child.load(Ordering::Relaxed)).min(children.len());
+        let (head, tail) = children.split_at(hint);
+        if let Some(i) = tail.iter().chain(head).position(|child| !child.state.holds(sentinel)) {
+            let i = (hint + i) % children.len();
+            // Relaxed: a hint, read and written by the one evictor at a time.
+            self.loaded_child.store(u16::try_from(i).unwrap_or(0), Ordering::Relaxed);
             return Evicted::NotYet;
         }
         let mut held = Vec::with_capacity(children.len());
