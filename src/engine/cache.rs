@@ -121,7 +121,12 @@ impl Account {
 }
 
 /// Owns a leaked [`Account`] and frees it when dropped (see the module docs).
-pub(crate) struct AccountBox(&'static Account);
+///
+/// It keeps the unique reference `Box::leak` gave and hands out shared
+/// reborrows of it: freeing through a pointer that came from a shared
+/// reference is undefined behaviour (Miri's Stacked Borrows caught the
+/// first version doing that).
+pub(crate) struct AccountBox(&'static mut Account);
 
 impl AccountBox {
     pub(crate) fn new(budget: usize) -> AccountBox {
@@ -129,20 +134,29 @@ impl AccountBox {
     }
 
     pub(crate) fn get(&self) -> &'static Account {
-        self.0
+        let account: *const Account = &*self.0;
+        // SAFETY: the account lives until `drop` below, which runs only
+        // when no version of the tree is alive any more (see the module
+        // docs), and versions (their `Charge`s) are what keeps this
+        // reference; nothing writes through `self.0` meanwhile.
+        #[allow(unsafe_code)]
+        unsafe {
+            &*account
+        }
     }
 }
 
 impl Drop for AccountBox {
     fn drop(&mut self) {
-        let account: *const Account = self.0;
-        // SAFETY: the pointer came from `Box::leak` in `new` and is freed
-        // only here, once. No version of the tree is alive any more: the
-        // tree drops this field last, and nothing else holds versions (see
-        // the module docs), so no `Charge` can use the reference afterwards.
+        let account: *mut Account = &mut *self.0;
+        // SAFETY: the pointer is the unique reference `Box::leak` returned
+        // in `new`, and it is freed only here, once. No version of the tree
+        // is alive any more: the tree drops this field last, and nothing
+        // else holds versions (see the module docs), so no `Charge` can use
+        // a reference from `get` afterwards.
         #[allow(unsafe_code)]
         unsafe {
-            drop(Box::from_raw(account.cast_mut()));
+            drop(Box::from_raw(account));
         }
     }
 }
