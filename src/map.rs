@@ -1,5 +1,6 @@
 //! `BTree`, the public map.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::ops::{Bound, RangeBounds};
 
@@ -57,41 +58,58 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
     ///
     /// On a tree over a store this may load nodes; a failed load is an
     /// `Err`, never `Ok(None)`.
-    pub fn get(&self, key: &K) -> Result<Option<V>, Error> {
+    ///
+    /// The key may be any borrowed form of `K` (`&str` for `String` keys),
+    /// ordered the same way, as with `std`'s `BTreeMap`.
+    pub fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Result<Option<V>, Error>
+    where
+        K: Borrow<Q>,
+    {
         self.get_with(key, |value| value.cloned())
     }
 
     /// Calls `f` with the value of `key` (or `None`) without cloning it.
     ///
     /// `f` runs while the bucket version it reads is pinned; keep it short.
-    pub fn get_with<R>(&self, key: &K, f: impl FnOnce(Option<&V>) -> R) -> Result<R, Error> {
+    pub fn get_with<Q: Ord + ?Sized, R>(&self, key: &Q, f: impl FnOnce(Option<&V>) -> R) -> Result<R, Error>
+    where
+        K: Borrow<Q>,
+    {
         let leaf = self.tree.seek(crate::engine::tree::Seek::Key(key))?;
         let leaf = crate::engine::tree::leaf_of(&leaf);
-        Ok(f(leaf.keys.binary_search(key).ok().map(|i| &leaf.vals[i])))
+        Ok(f(leaf.keys.binary_search_by(|k| k.borrow().cmp(key)).ok().map(|i| &leaf.vals[i])))
     }
 
     /// True if `key` has a value.
-    pub fn contains_key(&self, key: &K) -> Result<bool, Error> {
+    pub fn contains_key<Q: Ord + ?Sized>(&self, key: &Q) -> Result<bool, Error>
+    where
+        K: Borrow<Q>,
+    {
         self.get_with(key, |value| value.is_some())
     }
 
     /// Sets the value of `key`, returning the value it replaced.
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
-        self.tree.update(&key, |old| (Action::Put(value.clone()), old.cloned()))
+        self.tree.update(&key, Some(&key), |old| (Action::Put(value.clone()), old.cloned()))
     }
 
     /// Inserts only if `key` is absent (ZODB's `insert`). Returns `None` if it
     /// inserted, or the present value (the tree unchanged).
     pub fn try_insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
-        self.tree.update(&key, |old| match old {
+        self.tree.update(&key, Some(&key), |old| match old {
             Some(old) => (Action::Keep, Some(old.clone())),
             None => (Action::Put(value.clone()), None),
         })
     }
 
-    /// Removes `key`, returning its value.
-    pub fn remove(&self, key: &K) -> Result<Option<V>, Error> {
-        self.tree.update(key, |old| (if old.is_some() { Action::Remove } else { Action::Keep }, old.cloned()))
+    /// Removes `key` (or a borrowed form of it), returning its value.
+    pub fn remove<Q: Ord + ?Sized>(&self, key: &Q) -> Result<Option<V>, Error>
+    where
+        K: Borrow<Q>,
+    {
+        let decide =
+            |old: Option<&V>| (if old.is_some() { Action::Remove } else { Action::Keep }, old.cloned());
+        self.tree.update(key, None, decide)
     }
 
     /// Atomically sets `key` to `new` if its value is `expected` (`None`
@@ -106,7 +124,7 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
     where
         V: PartialEq,
     {
-        self.tree.update(&key, |current| {
+        self.tree.update(&key, Some(&key), |current| {
             if current != expected {
                 let error = CompareAndSwapError { current: current.cloned(), proposed: new.clone() };
                 return (Action::Keep, Err(error));

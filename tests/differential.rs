@@ -158,3 +158,50 @@ fn large_sequential_and_random_inserts() {
     assert_eq!(tree.len(), model.len());
     assert!(tree.iter().map(Result::unwrap).eq(model.into_iter()));
 }
+
+/// Keys looked up and removed by a borrowed form (`&str` for `String`,
+/// `&[u8]` for `Vec<u8>`), as `std`'s `BTreeMap` allows, in memory and
+/// over a store with a tiny budget.
+#[test]
+fn borrowed_keys_work_like_std() {
+    let config = Config::new().leaf_capacity(3).branch_capacity(3);
+    let store = ghostbtree::MemoryStore::new();
+    let in_memory: BTree<String, u32> = BTree::with_config(config.clone()).unwrap();
+    let stored: BTree<String, u32> = BTree::open(store, config.clone().memory_budget(1)).unwrap();
+    let mut model = BTreeMap::new();
+    for i in 0..300u32 {
+        let key = format!("key{:04}", i * 7 % 300);
+        for tree in [&in_memory, &stored] {
+            tree.insert(key.clone(), i).unwrap();
+        }
+        model.insert(key, i);
+    }
+    stored.flush().unwrap();
+    for i in (0..320u32).step_by(3) {
+        let key = format!("key{i:04}");
+        let key: &str = &key;
+        for tree in [&in_memory, &stored] {
+            assert_eq!(tree.get(key).unwrap(), model.get(key).copied(), "{key}");
+            assert_eq!(tree.contains_key(key).unwrap(), model.contains_key(key), "{key}");
+            assert_eq!(tree.get_with(key, |v| v.copied()).unwrap(), model.get(key).copied(), "{key}");
+        }
+        if i % 2 == 0 {
+            let expected = model.remove(key);
+            for tree in [&in_memory, &stored] {
+                assert_eq!(tree.remove(key).unwrap(), expected, "{key}");
+            }
+        }
+    }
+    for tree in [&in_memory, &stored] {
+        let all: Vec<(String, u32)> = tree.iter().collect::<Result<_, _>>().unwrap();
+        assert!(all.iter().map(|(k, v)| (k, v)).eq(model.iter()));
+        let report = tree.verify().unwrap();
+        assert!(report.is_ok(), "{report}");
+    }
+
+    let bytes: BTree<Vec<u8>, u8> = BTree::with_config(config).unwrap();
+    bytes.insert(b"abc".to_vec(), 1).unwrap();
+    assert_eq!(bytes.get(&b"abc"[..]).unwrap(), Some(1));
+    assert_eq!(bytes.remove(&b"abc"[..]).unwrap(), Some(1));
+    assert!(bytes.is_empty());
+}

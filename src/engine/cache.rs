@@ -257,7 +257,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// (for the loom models, which need the evictor at a chosen point).
     #[cfg(loom)]
     pub(crate) fn evict_node_of(&self, key: &K, level: u32) -> Result<bool, crate::Error> {
-        let found = self.descend::<true>(super::tree::Seek::Key(key), level)?;
+        let found = self.descend::<true, K>(super::tree::Seek::Key(key), level)?;
         drop(found.node);
         Ok(self.evict(&found.slot) == Evicted::Yes)
     }

@@ -105,7 +105,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             return Err(Error::Internal { what: "a detached slot without its description" });
         };
         let seek = ghost.low.as_ref().map_or(Seek::First, Seek::Key);
-        self.descend::<true>(seek, ghost.level)
+        self.descend::<true, K>(seek, ghost.level)
     }
 
     /// [`node`](Tree::node), held by an `Arc`.

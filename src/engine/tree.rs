@@ -32,6 +32,7 @@
 //!   file builds versions only through `Node::rebuild` and friends, from a
 //!   version that was current when read.
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 use super::cache::{Account, AccountBox};
@@ -66,45 +67,46 @@ pub(crate) enum Action<V> {
     Remove,
 }
 
-/// Where a descent is headed.
-pub(crate) enum Seek<'k, K> {
+/// Where a descent is headed. Keys may be given in a borrowed form `Q` of
+/// the tree's `K` (`&str` for `String`), as `std`'s `BTreeMap` allows.
+pub(crate) enum Seek<'k, Q: ?Sized> {
     /// The leftmost node.
     First,
     /// The node whose range holds the key.
-    Key(&'k K),
+    Key(&'k Q),
     /// The node whose range holds the keys just below the bound
     /// (`low < bound <= high`).
-    Before(&'k K),
+    Before(&'k Q),
     /// The rightmost node.
     Last,
 }
 
-// By hand: derived impls would require `K: Copy`.
-impl<K> Clone for Seek<'_, K> {
+// By hand: derived impls would require `Q: Copy`.
+impl<Q: ?Sized> Clone for Seek<'_, Q> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<K> Copy for Seek<'_, K> {}
+impl<Q: ?Sized> Copy for Seek<'_, Q> {}
 
-impl<K: Ord> Seek<'_, K> {
+impl<Q: Ord + ?Sized> Seek<'_, Q> {
     /// True if the target lies right of `node`: follow its right link.
-    fn is_right_of<V>(self, node: &Node<K, V>) -> bool {
+    fn is_right_of<K: Borrow<Q>, V>(self, node: &Node<K, V>) -> bool {
         match (self, &node.high) {
             (_, None) | (Seek::First, Some(_)) => false,
-            (Seek::Key(key), Some(high)) => key >= high,
-            (Seek::Before(bound), Some(high)) => bound > high,
+            (Seek::Key(key), Some(high)) => key >= high.borrow(),
+            (Seek::Before(bound), Some(high)) => bound > high.borrow(),
             (Seek::Last, Some(_)) => true,
         }
     }
 
     /// The child of `branch` whose range holds the target.
-    fn child<V>(self, branch: &Branch<K, V>) -> usize {
+    fn child<K: Borrow<Q>, V>(self, branch: &Branch<K, V>) -> usize {
         match self {
             Seek::First => 0,
-            Seek::Key(key) => branch.keys.partition_point(|sep| sep <= key),
-            Seek::Before(bound) => branch.keys.partition_point(|sep| sep < bound),
+            Seek::Key(key) => branch.keys.partition_point(|sep| sep.borrow() <= key),
+            Seek::Before(bound) => branch.keys.partition_point(|sep| sep.borrow() < bound),
             Seek::Last => branch.children.len() - 1,
         }
     }
@@ -184,17 +186,23 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
 
     /// The leaf the target lies in, for reading.
     #[inline]
-    pub(crate) fn seek(&self, to: Seek<'_, K>) -> Result<NodeRef<K, V>, Error> {
-        Ok(self.descend::<false>(to, 0)?.node)
+    pub(crate) fn seek<Q: Ord + ?Sized>(&self, to: Seek<'_, Q>) -> Result<NodeRef<K, V>, Error>
+    where
+        K: Borrow<Q>,
+    {
+        Ok(self.descend::<false, Q>(to, 0)?.node)
     }
 
     /// Descends to the node on `level` (or the root, if the tree is lower)
     /// that the target lies in. With `TRACK`, also returns its slot.
-    pub(crate) fn descend<const TRACK: bool>(
+    pub(crate) fn descend<const TRACK: bool, Q: Ord + ?Sized>(
         &self,
-        to: Seek<'_, K>,
+        to: Seek<'_, Q>,
         level: u32,
-    ) -> Result<Found<K, V>, Error> {
+    ) -> Result<Found<K, V>, Error>
+    where
+        K: Borrow<Q>,
+    {
         let root = self.root.load();
         let (mut slot, mut node) = match self.loaded(&root) {
             Some(node) => (Held::Root(root), node),
@@ -253,26 +261,37 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// Reads the entry of `key` and applies what `decide` makes of it, as one
     /// atomic step. `decide` may run more than once (once per lost race); the
     /// result of the run whose action took effect is returned.
-    pub(crate) fn update<R>(
+    ///
+    /// `key` may be a borrowed form; a `decide` that can return
+    /// `Action::Put` needs the key itself in `owned`, to insert it.
+    pub(crate) fn update<Q: Ord + ?Sized, R>(
         &self,
-        key: &K,
+        key: &Q,
+        owned: Option<&K>,
         decide: impl FnMut(Option<&V>) -> (Action<V>, R),
-    ) -> Result<R, Error> {
+    ) -> Result<R, Error>
+    where
+        K: Borrow<Q>,
+    {
         let result = {
             let registered = self.register();
-            self.update_in(key, decide, registered.as_ref().map_or(0, |r| r.epoch))
+            self.update_in(key, owned, decide, registered.as_ref().map_or(0, |r| r.epoch))
         };
         self.checkpoint_if_dirty();
         result
     }
 
-    fn update_in<R>(
+    fn update_in<Q: Ord + ?Sized, R>(
         &self,
-        key: &K,
+        key: &Q,
+        owned: Option<&K>,
         mut decide: impl FnMut(Option<&V>) -> (Action<V>, R),
         epoch: u64,
-    ) -> Result<R, Error> {
-        let Found { mut slot, mut node, mut moved_right } = self.descend::<true>(Seek::Key(key), 0)?;
+    ) -> Result<R, Error>
+    where
+        K: Borrow<Q>,
+    {
+        let Found { mut slot, mut node, mut moved_right } = self.descend::<true, Q>(Seek::Key(key), 0)?;
         loop {
             // The new version will hold the right link too: start fetching
             // the reference count it bumps while the leaf is searched.
@@ -280,13 +299,14 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 prefetch(std::slice::from_ref::<Slot<K, V>>(right));
             }
             let leaf = leaf_of(&node);
-            let found = leaf.keys.binary_search(key);
+            let found = leaf.keys.binary_search_by(|k| k.borrow().cmp(key));
             let (action, result) = decide(found.ok().map(|i| &leaf.vals[i]));
             let (body, delta, appended) = match (action, found) {
                 (Action::Keep, _) | (Action::Remove, Err(_)) => return Ok(result),
                 (Action::Put(value), Ok(i)) => (leaf.with_value(i, value), 0, false),
                 (Action::Put(value), Err(i)) => {
-                    (leaf.with_entry(i, key.clone(), value), 1, i == leaf.keys.len())
+                    let key = owned.expect("a put comes with the key itself").clone();
+                    (leaf.with_entry(i, key, value), 1, i == leaf.keys.len())
                 }
                 (Action::Remove, Ok(i)) => (leaf.without(i), -1, false),
             };
@@ -345,13 +365,13 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
 
     /// The first (last) leaf that has entries, with its slot.
     fn seek_nonempty(&self, last: bool) -> Result<Option<Found<K, V>>, Error> {
-        let mut found = self.descend::<true>(if last { Seek::Last } else { Seek::First }, 0)?;
+        let mut found = self.descend::<true, K>(if last { Seek::Last } else { Seek::First }, 0)?;
         while found.node.len() == 0 {
             if last {
                 let Some(low) = found.node.low.clone() else {
                     return Ok(None);
                 };
-                found = self.descend::<true>(Seek::Before(&low), 0)?;
+                found = self.descend::<true, K>(Seek::Before(&low), 0)?;
             } else {
                 let Some(right) = found.node.right.clone() else {
                     return Ok(None);
@@ -489,7 +509,8 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 continue;
             }
             drop((top, root));
-            let Found { mut slot, mut node, .. } = self.descend::<true>(Seek::Key(&separator), level + 1)?;
+            let Found { mut slot, mut node, .. } =
+                self.descend::<true, K>(Seek::Key(&separator), level + 1)?;
             loop {
                 let Some((body, appended)) = with_separator(&node, &separator, &right) else {
                     return Ok(()); // posted already
