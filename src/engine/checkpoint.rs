@@ -132,6 +132,7 @@ fn node_of<K, V>(state: &State<K, V>) -> &Node<K, V> {
 /// Where a slot stands at `epoch`, as far as the image is concerned.
 enum AtEpoch<K, V> {
     /// On the store already, unchanged: a ghost (or a ghost being loaded).
+    /// `high` and `right` only if asked for (`links`).
     Stored { address: Address, level: u32, high: Option<K>, right: Option<Arc<Slot<K, V>>> },
     /// In memory: this version.
     Version(Arc<State<K, V>>),
@@ -139,24 +140,31 @@ enum AtEpoch<K, V> {
     Absent,
 }
 
-fn at_epoch<K: Clone, V: Clone>(slot: &Slot<K, V>, epoch: u64) -> AtEpoch<K, V> {
-    let ghost = loop {
+/// Where `slot` stands at `epoch`; with `links`, a ghost's `high` and right
+/// neighbour too (cloned, so asked for only where needed: a checkpoint
+/// looks at every ghost child of every loaded branch).
+fn at_epoch<K: Clone, V>(slot: &Slot<K, V>, epoch: u64, links: bool) -> AtEpoch<K, V> {
+    loop {
         let state = super::cell::snapshot_into_arc(slot.state());
         if let State::Loaded(_) = &*state {
             return version_at(&state, epoch).map_or(AtEpoch::Absent, AtEpoch::Version);
         }
         // A ghost, or being loaded: described until the load lands. If it
         // just landed, look again.
-        if let Some(ghost) = slot.ghost_info() {
-            break ghost;
+        let stored = slot.with_ghost(|ghost| {
+            let (high, right) = match (&ghost.right, links) {
+                (super::slot::GhostRight::Known(right), true) => (ghost.high.clone(), right.clone()),
+                // Only a branch's last child has `FirstChildOf`, and a chain
+                // walk stops there.
+                (super::slot::GhostRight::FirstChildOf(_), true) => (ghost.high.clone(), None),
+                (_, false) => (None, None),
+            };
+            AtEpoch::Stored { address: ghost.address, level: ghost.level, high, right }
+        });
+        if let Some(stored) = stored {
+            return stored;
         }
-    };
-    let right = match &ghost.right {
-        super::slot::GhostRight::Known(right) => right.clone(),
-        // Only a branch's last child has this, and a chain walk stops there.
-        super::slot::GhostRight::FirstChildOf(_) => None,
-    };
-    AtEpoch::Stored { address: ghost.address, level: ghost.level, high: ghost.high.clone(), right }
+    }
 }
 
 impl<K: Ord + Clone, V: Clone> Tree<K, V> {
@@ -269,7 +277,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     fn root_at(&self, epoch: u64) -> Result<(Arc<Slot<K, V>>, u32), Error> {
         let mut slot = self.root();
         loop {
-            match at_epoch(&slot, epoch) {
+            match at_epoch(&slot, epoch, false) {
                 AtEpoch::Stored { level, .. } => return Ok((slot, level)),
                 AtEpoch::Version(version) => {
                     let level = node_of(&version).level();
@@ -299,7 +307,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         epoch: u64,
         written: &mut Written<K, V>,
     ) -> Result<(Address, bool), Error> {
-        let version = match at_epoch(slot, epoch) {
+        let version = match at_epoch(slot, epoch, false) {
             AtEpoch::Stored { address, .. } => return Ok((address, false)),
             AtEpoch::Version(version) => version,
             AtEpoch::Absent => {
@@ -360,7 +368,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             let bound = branch.keys.get(i).or(node.high.as_ref());
             let mut current = Arc::clone(child);
             loop {
-                let (high, right) = match at_epoch(&current, epoch) {
+                let (high, right) = match at_epoch(&current, epoch, true) {
                     AtEpoch::Stored { high, right, .. } => (high, right),
                     AtEpoch::Version(version) => {
                         let node = node_of(&version);

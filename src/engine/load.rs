@@ -101,11 +101,10 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     #[cold]
     fn live(&self, detached: &Slot<K, V>) -> Result<Found<K, V>, Error> {
         // Detached slots keep their description for good.
-        let Some(ghost) = detached.ghost_info() else {
+        let Some((level, low)) = detached.with_ghost(|ghost| (ghost.level, ghost.low.clone())) else {
             return Err(Error::Internal { what: "a detached slot without its description" });
         };
-        let seek = ghost.low.as_ref().map_or(Seek::First, Seek::Key);
-        self.descend::<true, K>(seek, ghost.level)
+        self.descend::<true, K>(low.as_ref().map_or(Seek::First, Seek::Key), level)
     }
 
     /// [`node`](Tree::node), held by an `Arc`.

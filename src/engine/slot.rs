@@ -145,14 +145,11 @@ impl<K, V> Slot<K, V> {
         })
     }
 
-    /// The ghost's description, if the slot is a ghost (or being loaded).
-    pub(crate) fn ghost_info(&self) -> Option<Ghost<K, V>>
-    where
-        K: Clone,
-        V: Clone,
-    {
+    /// `f` of the ghost's description, if the slot is a ghost (or being
+    /// loaded), under the description's lock: nothing is cloned.
+    pub(crate) fn with_ghost<R>(&self, f: impl FnOnce(&Ghost<K, V>) -> R) -> Option<R> {
         let ghost = self.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
-        ghost.as_deref().cloned()
+        ghost.as_deref().map(f)
     }
 
     /// Publishes a loaded node in place of `loading` and drops the ghost's
