@@ -1,5 +1,5 @@
 //! The memory budget: counting resident bytes, and turning cold clean
-//! leaves back into ghosts.
+//! nodes back into ghosts.
 //!
 //! # Counting
 //!
@@ -42,8 +42,9 @@
 //!
 //! # Safety of the account pointer
 //!
-//! Versions refer to their tree's account by a `&'static` made with
-//! `Box::leak` and freed when the tree drops ([`AccountBox`]). That is sound
+//! Versions refer to their tree's account by a `&'static`, reborrowed from
+//! the unique reference `Box::leak` made, and the account is freed through
+//! that unique reference when the tree drops ([`AccountBox`]). That is sound
 //! because no version outlives its tree: versions are held by the tree's
 //! slots, by guards and iterators that borrow the tree, and by other
 //! versions (`prev`), and the account is the tree's last field to drop.
@@ -274,7 +275,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         if stored == 0 {
             return Evicted::No; // dirty
         }
-        let ghost = Ghost {
+        let ghost = || Ghost {
             address: Address(stored),
             level: node.level(),
             low: node.low.clone(),

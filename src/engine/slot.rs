@@ -187,7 +187,7 @@ impl<K, V> Slot<K, V> {
         }
     }
 
-    /// Turns the slot into a ghost described by `ghost` if `current` is
+    /// Turns the slot into a ghost described by `ghost()` if `current` is
     /// still its version, and detaches the children of a branch.
     ///
     /// A branch is evicted only if each child is a ghost that ends where
@@ -200,7 +200,7 @@ impl<K, V> Slot<K, V> {
     pub(crate) fn evict(
         &self,
         current: &NodeRef<K, V>,
-        ghost: Ghost<K, V>,
+        ghost: impl FnOnce() -> Ghost<K, V>,
         sentinel: &Arc<State<K, V>>,
     ) -> Evicted
     where
@@ -235,7 +235,7 @@ impl<K, V> Slot<K, V> {
         if !self.state.compare_exchange(current.state(), Arc::clone(sentinel)) {
             return Evicted::No;
         }
-        *description = Some(Box::new(ghost));
+        *description = Some(Box::new(ghost()));
         for mut description in held {
             if let Some(description) = description.as_mut() {
                 description.detached = true;
