@@ -168,8 +168,9 @@ fn loader_reader_writer_and_evictor_on_one_ghost() {
 
 /// Branch eviction: the evictor turns a branch back into a ghost (its
 /// children become detached) while a reader descends through the old
-/// version and a writer writes under it. Both must find the live slots: no
-/// key missed, no write lost into a detached slot, one store read per load.
+/// version and scans along right links, and a writer writes under it. All
+/// must find the live slots: no key missed, no write lost into a detached
+/// slot, one store read per load.
 #[test]
 fn branch_eviction_races_a_reader_and_a_writer() {
     use ghostbtree::MemoryStore;
@@ -188,14 +189,19 @@ fn branch_eviction_races_a_reader_and_a_writer() {
             let tree = Arc::clone(&tree);
             move || {
                 assert_eq!(tree.get(&10).unwrap(), Some(10), "a reader missed a key");
-                assert_eq!(tree.get(&30).unwrap(), Some(30), "a reader missed a key");
+                // A scan crosses right links, which may lead to detached
+                // slots once the branch above is gone.
+                read(&tree, &[10, 20, 30]);
             }
         });
         let writer = thread::spawn({
             let tree = Arc::clone(&tree);
             move || assert_eq!(tree.insert(25, 25).unwrap(), None)
         });
-        // The root branch: evictable only while every leaf is a ghost.
+        // A leaf, then the root branch (evictable only while every leaf is
+        // a ghost): a scan holding the old leaf then follows its right link
+        // to a detached slot.
+        tree.evict_node_of(&10, 0).unwrap();
         tree.evict_node_of(&10, 1).unwrap();
         reader.join().unwrap();
         writer.join().unwrap();
