@@ -136,3 +136,24 @@ fn a_budget_smaller_than_the_branches_holds() {
     let stats = tree.stats();
     assert!(stats.evictions as usize > report.nodes, "{stats:?}");
 }
+
+/// Dropping a big tree over a store frees it parent by parent. The eviction
+/// clock holds slots too; freed from it after the root, each leaf freed its
+/// right neighbour in turn, a recursion as long as the leaf level, which
+/// overflowed the stack of the quickstart's two-million-key tree. Here on a
+/// thread with a small stack, where that recursion aborts the test.
+#[test]
+fn dropping_a_big_tree_does_not_recurse_along_the_leaves() {
+    let store = MemoryStore::new();
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || {
+            let tree: BTree<u64, u64> = BTree::open(store, tiny()).unwrap();
+            tree.extend((0..200_000).map(|k| (k, k))).unwrap();
+            tree.flush().unwrap(); // every leaf stored, so in the clock
+            drop(tree);
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

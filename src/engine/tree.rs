@@ -150,6 +150,21 @@ pub(crate) struct Found<K, V> {
     pub(crate) moved_right: bool,
 }
 
+impl<K, V> Drop for Tree<K, V> {
+    fn drop(&mut self) {
+        // The eviction clock holds slots too. Dropped after the root (fields
+        // drop in order), it would free the nodes from wherever its order
+        // starts, each freeing its right neighbour in turn: a recursion as
+        // deep as a level is long, which overflowed the stack for a tree of
+        // two million keys. Emptied while the root still holds every slot,
+        // it frees nothing, and the root then frees the tree parent by
+        // parent (a recursion as deep as the tree is high).
+        if let Some(persist) = &self.persist {
+            persist.clock.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        }
+    }
+}
+
 impl<K, V> Tree<K, V> {
     pub(crate) fn config(&self) -> &Config {
         &self.config
