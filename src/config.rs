@@ -52,7 +52,7 @@ impl Config {
 
     /// Bytes of node versions a tree over a store keeps in memory before it
     /// turns cold clean nodes back into ghosts. Default 256 MiB. A branch
-    /// counts its children's ghost slots too (about 140 bytes each).
+    /// counts its children's slots too (64 bytes each).
     ///
     /// A soft limit: it may be exceeded by what threads hold at the moment
     /// (a few nodes each) and by dirty nodes until the checkpoint that

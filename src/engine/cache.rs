@@ -54,7 +54,7 @@ use std::sync::{Arc, PoisonError};
 
 use super::node::{Body, Node};
 use super::persist::Counters;
-use super::slot::{Evicted, Ghost, GhostRight, NodeRef, Slot, State};
+use super::slot::{Evicted, Ghost, NodeRef, Slot, State};
 use super::striped::Striped;
 use super::tree::Tree;
 use crate::store::Address;
@@ -280,7 +280,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             level: node.level(),
             low: node.low.clone(),
             high: node.high.clone(),
-            right: GhostRight::Known(node.right.clone()),
+            right: node.right.clone(),
             detached: false,
         };
         let evicted = slot.evict(&node, ghost, &persist.ghost);
@@ -317,7 +317,8 @@ pub(crate) fn size_of_version<K, V>(node: &Node<K, V>) -> usize {
                 + spilled(leaf.vals.capacity(), leaf.vals.spilled(), size_of::<V>())
         }
         Body::Branch(branch) => {
-            let ghost_slot = size_of::<Slot<K, V>>() + size_of::<Ghost<K, V>>() + 4 * size_of::<usize>();
+            // A child ghost: its slot and the `Arc`'s counts.
+            let ghost_slot = size_of::<Slot<K, V>>() + 2 * size_of::<usize>();
             branch.keys.capacity() * size_of::<K>()
                 + branch.children.capacity() * size_of::<usize>()
                 + branch.children.len() * ghost_slot

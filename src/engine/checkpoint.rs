@@ -48,7 +48,7 @@ use crossbeam_utils::Backoff;
 use super::format::{Commit, encode_commit};
 use super::node::{Body, Branch, Node};
 use super::persist::Counters;
-use super::slot::{Slot, State};
+use super::slot::{GhostView, Slot, State};
 use super::striped::Striped;
 use super::tree::Tree;
 use crate::Error;
@@ -151,15 +151,17 @@ fn at_epoch<K: Clone, V>(slot: &Slot<K, V>, epoch: u64, links: bool) -> AtEpoch<
         }
         // A ghost, or being loaded: described until the load lands. If it
         // just landed, look again.
-        let stored = slot.with_ghost(|ghost| {
-            let (high, right) = match (&ghost.right, links) {
-                (super::slot::GhostRight::Known(right), true) => (ghost.high.clone(), right.clone()),
-                // Only a branch's last child has `FirstChildOf`, and a chain
-                // walk stops there.
-                (super::slot::GhostRight::FirstChildOf(_), true) => (ghost.high.clone(), None),
-                (_, false) => (None, None),
-            };
-            AtEpoch::Stored { address: ghost.address, level: ghost.level, high, right }
+        let stored = slot.with_ghost(|ghost| match ghost {
+            GhostView::Described(ghost) => {
+                let (high, right) =
+                    if links { (ghost.high.clone(), ghost.right.clone()) } else { (None, None) };
+                AtEpoch::Stored { address: ghost.address, level: ghost.level, high, right }
+            }
+            // It ends at its parent's separator: no unposted split, which
+            // is what "no high, no right" tells a chain walk.
+            GhostView::Child { address, level } => {
+                AtEpoch::Stored { address, level, high: None, right: None }
+            }
         });
         if let Some(stored) = stored {
             return stored;

@@ -59,8 +59,8 @@ pub(crate) enum DecodedBody<K, V> {
 /// What the parent says a record must be.
 pub(crate) struct Expected<'a, K> {
     pub(crate) level: u32,
-    pub(crate) low: Option<&'a K>,
-    pub(crate) high: Option<&'a K>,
+    /// `(low, high)`, when the reader knows them.
+    pub(crate) bounds: Option<(Option<&'a K>, Option<&'a K>)>,
 }
 
 /// The commit record: the root of the last checkpoint.
@@ -164,7 +164,7 @@ pub(crate) fn decode_node<K: Codec + Ord, V: Codec>(
     }
     let low = if flags & 1 != 0 { Some(decode::<K>(&mut input, "low bound")?) } else { None };
     let high = if flags & 2 != 0 { Some(decode::<K>(&mut input, "high bound")?) } else { None };
-    if low.as_ref() != expected.low || high.as_ref() != expected.high {
+    if expected.bounds.is_some_and(|(el, eh)| low.as_ref() != el || high.as_ref() != eh) {
         return Err("bounds differ from the parent's separators".into());
     }
     let key_count = if kind == LEAF { count } else { count - 1 };
@@ -254,7 +254,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn expected(level: u32) -> Expected<'static, u32> {
-        Expected { level, low: None, high: None }
+        Expected { level, bounds: Some((None, None)) }
     }
 
     fn leaf_record(keys: &[u32]) -> Vec<u8> {
@@ -295,7 +295,7 @@ mod tests {
         let wrong_level = decode_node::<u32, String>(&record, &expected(1)).err().unwrap();
         assert!(wrong_level.contains("the parent expects level 1"), "{wrong_level}");
         let low = 2;
-        let bounds = Expected { level: 0, low: Some(&low), high: None };
+        let bounds = Expected { level: 0, bounds: Some((Some(&low), None)) };
         let wrong_bounds = decode_node::<u32, String>(&record, &bounds).err().unwrap();
         assert!(wrong_bounds.contains("bounds"), "{wrong_bounds}");
     }

@@ -17,7 +17,7 @@ use super::cell::{Snapshot, snapshot_into_arc};
 use super::format::{DecodedBody, Expected};
 use super::node::{Body, Branch, Leaf, Meta, Node};
 use super::persist::Counters;
-use super::slot::{Ghost, GhostRight, NodeArc, NodeRef, Slot, Start, State};
+use super::slot::{Ghost, GhostView, NodeArc, NodeRef, Slot, Start, State};
 use super::tree::{Found, Held, Seek, Tree};
 use super::wait::Wait;
 use crate::Error;
@@ -101,7 +101,11 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     #[cold]
     fn live(&self, detached: &Slot<K, V>) -> Result<Found<K, V>, Error> {
         // Detached slots keep their description for good.
-        let Some((level, low)) = detached.with_ghost(|ghost| (ghost.level, ghost.low.clone())) else {
+        let described = detached.with_ghost(|ghost| match ghost {
+            GhostView::Described(ghost) => Some((ghost.level, ghost.low.clone())),
+            GhostView::Child { .. } => None,
+        });
+        let Some(Some((level, low))) = described else {
             return Err(Error::Internal { what: "a detached slot without its description" });
         };
         self.descend::<true, K>(low.as_ref().map_or(Seek::First, Seek::Key), level)
@@ -130,8 +134,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             State::Ghost => {
                 let wait = Arc::new(Wait::new());
                 let loading = Arc::new(State::Loading(Arc::clone(&wait)));
-                let ghost = match slot.start_load(&state, Arc::clone(&loading)) {
-                    Start::Load(ghost) => ghost,
+                let target = match slot.start_load(&state, Arc::clone(&loading)) {
+                    Start::Load(ghost) => Target::Described(ghost),
+                    Start::LoadChild { address, level } => Target::Child { address, level },
                     Start::Again => return Ok(Materialized::Again), // another thread got there first
                     Start::Detached => return Ok(Materialized::Detached),
                 };
@@ -140,50 +145,81 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                     loading: &loading,
                     sentinel: &state,
                     wait: &wait,
-                    address: ghost.address,
+                    address: target.address(),
                     landed: false,
                 };
-                let loaded = self.load_ghost(&ghost);
+                let loaded = self.load_ghost(&target);
                 flight.land(loaded).map(|()| Materialized::Loaded)
             }
         }
     }
 
     /// Reads, checks and builds the node a ghost stands for.
-    fn load_ghost(&self, ghost: &Ghost<K, V>) -> Result<Node<K, V>, Error> {
+    fn load_ghost(&self, target: &Target<K, V>) -> Result<Node<K, V>, Error> {
         let Some(persist) = &self.persist else {
             unreachable!("ghosts exist only in trees over a store");
         };
-        let address = ghost.address;
+        let address = target.address();
         let record =
             persist.store.read(address).map_err(|e| Error::io("reading a node", Some(address), e))?;
         Counters::bump(&persist.counters.store_reads);
-        let expected = Expected { level: ghost.level, low: ghost.low.as_ref(), high: ghost.high.as_ref() };
+        let expected = match target {
+            Target::Described(ghost) => {
+                Expected { level: ghost.level, bounds: Some((ghost.low.as_ref(), ghost.high.as_ref())) }
+            }
+            Target::Child { level, .. } => Expected { level: *level, bounds: None },
+        };
         let decoded = (persist.codecs.decode)(&record, &expected)
             .map_err(|what| Error::Corrupt { address: Some(address), what })?;
-        let right = match &ghost.right {
-            GhostRight::Known(right) => right.clone(),
-            GhostRight::FirstChildOf(parent_right) => {
-                let parent = self.node(parent_right)?;
-                let first = parent.as_branch().and_then(|branch| branch.children.first());
-                let Some(first) = first else {
-                    let what = "the parent's right neighbour is not a branch".to_string();
-                    return Err(Error::Corrupt { address: Some(address), what });
-                };
-                Some(Arc::clone(first))
-            }
-        };
         let (low, high) = (decoded.low, decoded.high);
+        let right = match (target, &high) {
+            (Target::Described(ghost), _) => ghost.right.clone(),
+            (Target::Child { .. }, None) => None,
+            (Target::Child { level, .. }, Some(high)) => Some(self.slot_at(*level, high)?),
+        };
         let body = match decoded.body {
             DecodedBody::Leaf { keys, vals } => Body::Leaf(Leaf { keys, vals }),
             DecodedBody::Branch { level, keys, children } => Body::Branch(Branch {
                 level,
-                children: ghost_children(level, &low, &high, &right, &keys, &children, &persist.ghost),
+                children: children
+                    .iter()
+                    .map(|&child| Slot::child(child, level - 1, &persist.ghost))
+                    .collect(),
                 keys,
             }),
         };
         Counters::bump(&persist.counters.loads);
         Ok(Node { low, high, right, body, meta: Meta::stored_at(address.0) }.charged(self.account(), false))
+    }
+
+    /// The slot of the node on `level` whose range starts at `low` (a child
+    /// ghost's right neighbour), made but not loaded: a descent to the level
+    /// above picks it among a branch's children.
+    fn slot_at(&self, level: u32, low: &K) -> Result<Arc<Slot<K, V>>, Error> {
+        let parent = self.descend::<false, K>(Seek::Key(low), level + 1)?.node;
+        match parent.as_branch() {
+            Some(branch) if branch.level == level + 1 => {
+                Ok(Arc::clone(&branch.children[Seek::Key(low).child(branch)]))
+            }
+            _ => Err(Error::Internal { what: "no branch above a child ghost" }),
+        }
+    }
+}
+
+/// What a load reads: a described ghost, or a child ghost (see
+/// `Slot::record`), whose bounds and right neighbour come from its record
+/// and the tree.
+enum Target<K, V> {
+    Described(Ghost<K, V>),
+    Child { address: Address, level: u32 },
+}
+
+impl<K, V> Target<K, V> {
+    fn address(&self) -> Address {
+        match self {
+            Target::Described(ghost) => ghost.address,
+            Target::Child { address, .. } => *address,
+        }
     }
 }
 
@@ -195,46 +231,6 @@ enum Materialized {
     Loaded,
     /// The slot is detached: find the live one.
     Detached,
-}
-
-/// Ghost slots for a branch's children, each knowing its range and its right
-/// neighbour (built right to left so each can name the next).
-fn ghost_children<K: Clone, V>(
-    level: u32,
-    low: &Option<K>,
-    high: &Option<K>,
-    right: &Option<Arc<Slot<K, V>>>,
-    keys: &[K],
-    children: &[Address],
-    sentinel: &Arc<State<K, V>>,
-) -> Vec<Arc<Slot<K, V>>> {
-    let last = children.len() - 1;
-    // The last child's right neighbour is the first child of this branch's
-    // right neighbour, which may not be loaded yet.
-    let mut next = match right {
-        Some(right) => GhostRight::FirstChildOf(Arc::clone(right)),
-        None => GhostRight::Known(None),
-    };
-    let mut slots: Vec<_> = (0..=last)
-        .rev()
-        .map(|i| {
-            let slot = Slot::ghost(
-                Ghost {
-                    address: children[i],
-                    level: level - 1,
-                    low: if i == 0 { low.clone() } else { Some(keys[i - 1].clone()) },
-                    high: if i == last { high.clone() } else { Some(keys[i].clone()) },
-                    right: std::mem::replace(&mut next, GhostRight::Known(None)),
-                    detached: false,
-                },
-                sentinel,
-            );
-            next = GhostRight::Known(Some(Arc::clone(&slot)));
-            slot
-        })
-        .collect();
-    slots.reverse();
-    slots
 }
 
 /// A load in flight. Landing it publishes the node or restores the ghost and

@@ -14,7 +14,7 @@ use super::checkpoint::Epochs;
 use super::format::Commit;
 use super::format::{self, Decoded, Expected};
 use super::node::{Body, Entries, Leaf, Node};
-use super::slot::{Ghost, GhostRight, Slot, State};
+use super::slot::{Ghost, Slot, State};
 use super::tree::Tree;
 use crate::store::{Address, Store};
 use crate::{Codec, Config, Error, Stats};
@@ -122,7 +122,7 @@ impl<K: Ord + Clone + Codec, V: Clone + Codec> Tree<K, V> {
                     level: commit.level,
                     low: None,
                     high: None,
-                    right: GhostRight::Known(None),
+                    right: None,
                     detached: false,
                 };
                 (Slot::ghost(ghost, &sentinel), commit)

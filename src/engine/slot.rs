@@ -23,12 +23,14 @@
 //!   Ghost, detached (for good)
 //! ```
 //!
-//! - A ghost's state is the tree's one shared `Ghost` sentinel: a ghost
-//!   costs its slot and the description in `Slot::ghost` (address, bounds,
-//!   right neighbour), not a node-sized state. The description is written
-//!   under the slot's `ghost` lock in the same critical section as the swap
-//!   to `Ghost` (eviction), and cleared in the one of the swap to `Loaded`,
-//!   so it is present exactly when the state is `Ghost` or `Loading`.
+//! - A ghost's state is the tree's one shared `Ghost` sentinel, not a
+//!   node-sized state. A *child ghost* made by its parent's load keeps just
+//!   its record's address and level in the slot (`Slot::record`); any other
+//!   ghost has a description in `Slot::ghost` (address, bounds, right
+//!   neighbour), written under the slot's `ghost` lock in the same critical
+//!   section as the swap to `Ghost` (eviction), and cleared in the one of
+//!   the swap to `Loaded`, so it is present exactly when the state is
+//!   `Ghost` or `Loading` (a detached child ghost gets one, for good).
 //! - Only the thread that swapped `Ghost -> Loading` leaves `Loading`, so
 //!   one load happens per ghost however many threads miss on it; the others
 //!   wait on the `Loading` state's [`Wait`] and then read the slot again.
@@ -71,8 +73,17 @@ pub(crate) struct Slot<K, V> {
     pub(crate) in_clock: AtomicBool,
     /// The child the evictor last found loaded (a branch's; see `evict`).
     loaded_child: AtomicU16,
-    /// What the slot's ghost stands for, while it is one (see above).
+    /// The level of `record` (for a child ghost; see below).
+    record_level: u8,
+    /// What the slot's ghost stands for, while it is one, if it was
+    /// described (see above).
     ghost: Mutex<Option<Box<Ghost<K, V>>>>,
+    /// For a slot made as a child ghost by its parent's load: its record's
+    /// address (`0`: not made so). Such a ghost has no description: its
+    /// parent's record says the rest, and finding its right neighbour waits
+    /// until it loads. That keeps a loaded branch's children at a slot each
+    /// (64 bytes), where a description would more than double it.
+    record: u64,
 }
 
 pub(crate) enum State<K, V> {
@@ -87,6 +98,8 @@ pub(crate) enum State<K, V> {
 pub(crate) enum Start<K, V> {
     /// The load is this thread's: here is what to load.
     Load(Ghost<K, V>),
+    /// The load of a child ghost is this thread's (see `Slot::record`).
+    LoadChild { address: Address, level: u32 },
     /// Not the ghost read any more: read the slot again.
     Again,
     /// A detached ghost: find the live slot.
@@ -110,19 +123,20 @@ pub(crate) struct Ghost<K, V> {
     pub(crate) level: u32,
     pub(crate) low: Option<K>,
     pub(crate) high: Option<K>,
-    pub(crate) right: GhostRight<K, V>,
+    /// Its right neighbour (`None`: the rightmost of its level, or unknown
+    /// in a detached ghost, which is never loaded).
+    pub(crate) right: Option<Arc<Slot<K, V>>>,
     /// Its parent went back to being a ghost: this slot is dead (see above).
     pub(crate) detached: bool,
 }
 
-/// How a ghost finds its right neighbour once loaded.
-#[derive(Clone)]
-pub(crate) enum GhostRight<K, V> {
-    /// Known: a sibling under the same parent, or none (rightmost).
-    Known(Option<Arc<Slot<K, V>>>),
-    /// The first child of this slot (the parent's right neighbour), which
-    /// may itself still be a ghost when the parent is loaded.
-    FirstChildOf(Arc<Slot<K, V>>),
+/// A ghost as [`Slot::with_ghost`] shows it.
+pub(crate) enum GhostView<'a, K, V> {
+    /// Described in full: evicted in place, detached, or the root.
+    Described(&'a Ghost<K, V>),
+    /// A child ghost (see `Slot::record`): it ends where its parent's
+    /// record says, so no split of it waits to be posted.
+    Child { address: Address, level: u32 },
 }
 
 impl<K, V> Slot<K, V> {
@@ -135,6 +149,19 @@ impl<K, V> Slot<K, V> {
         Slot::with_state(Arc::clone(sentinel), Some(ghost))
     }
 
+    /// A child ghost made by its parent's load (see `Slot::record`).
+    pub(crate) fn child(address: Address, level: u32, sentinel: &Arc<State<K, V>>) -> Arc<Slot<K, V>> {
+        Arc::new(Slot {
+            state: AtomicArc::new(Arc::clone(sentinel)),
+            ghost: Mutex::new(None),
+            cooling: AtomicBool::new(false),
+            in_clock: AtomicBool::new(false),
+            loaded_child: AtomicU16::new(0),
+            record_level: u8::try_from(level).unwrap_or(u8::MAX),
+            record: address.0,
+        })
+    }
+
     fn with_state(state: Arc<State<K, V>>, ghost: Option<Ghost<K, V>>) -> Arc<Slot<K, V>> {
         Arc::new(Slot {
             state: AtomicArc::new(state),
@@ -142,14 +169,23 @@ impl<K, V> Slot<K, V> {
             cooling: AtomicBool::new(false),
             in_clock: AtomicBool::new(false),
             loaded_child: AtomicU16::new(0),
+            record_level: 0,
+            record: 0,
         })
     }
 
-    /// `f` of the ghost's description, if the slot is a ghost (or being
+    /// `f` of what the ghost stands for, if the slot is a ghost (or being
     /// loaded), under the description's lock: nothing is cloned.
-    pub(crate) fn with_ghost<R>(&self, f: impl FnOnce(&Ghost<K, V>) -> R) -> Option<R> {
+    pub(crate) fn with_ghost<R>(&self, f: impl FnOnce(GhostView<'_, K, V>) -> R) -> Option<R> {
         let ghost = self.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
-        ghost.as_deref().map(f)
+        match ghost.as_deref() {
+            Some(ghost) => Some(f(GhostView::Described(ghost))),
+            // Landing happens under this lock, so this is stable while held.
+            None if self.record != 0 && NodeRef::loaded(self.state.load()).is_err() => {
+                Some(f(GhostView::Child { address: Address(self.record), level: self.record_level.into() }))
+            }
+            None => None,
+        }
     }
 
     /// Publishes a loaded node in place of `loading` and drops the ghost's
@@ -174,16 +210,12 @@ impl<K, V> Slot<K, V> {
     {
         let description = self.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
         match description.as_deref() {
-            // No description: loaded since `ghost` was read (see above).
-            None => Start::Again,
             Some(description) if description.detached => Start::Detached,
-            Some(description) => {
-                if self.state.compare_exchange(ghost, loading) {
-                    Start::Load(description.clone())
-                } else {
-                    Start::Again
-                }
-            }
+            // No description: a child ghost, or loaded since `ghost` was
+            // read (then the swap fails).
+            _ if !self.state.compare_exchange(ghost, loading) => Start::Again,
+            Some(description) => Start::Load(description.clone()),
+            None => Start::LoadChild { address: Address(self.record), level: self.record_level.into() },
         }
     }
 
@@ -204,7 +236,7 @@ impl<K, V> Slot<K, V> {
         sentinel: &Arc<State<K, V>>,
     ) -> Evicted
     where
-        K: PartialEq,
+        K: PartialEq + Clone,
     {
         let (keys, children) = match current.as_branch() {
             Some(branch) => (&branch.keys[..], &branch.children[..]),
@@ -225,7 +257,10 @@ impl<K, V> Slot<K, V> {
             let description = child.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
             let high = keys.get(i).or(current.high.as_ref());
             let ready = child.state.holds(sentinel)
-                && description.as_ref().is_some_and(|d| !d.detached && d.high.as_ref() == high);
+                && match description.as_deref() {
+                    Some(d) => !d.detached && d.high.as_ref() == high,
+                    None => child.record != 0, // a child ghost ends at its separator
+                };
             if !ready {
                 return Evicted::NotYet;
             }
@@ -236,12 +271,25 @@ impl<K, V> Slot<K, V> {
             return Evicted::No;
         }
         *description = Some(Box::new(ghost()));
-        for mut description in held {
-            if let Some(description) = description.as_mut() {
-                description.detached = true;
-                // A stale right link to this slot must not keep its old
-                // siblings alive; finding the live slot needs level and low.
-                description.right = GhostRight::Known(None);
+        for (i, (child, mut description)) in children.iter().zip(held).enumerate() {
+            match description.as_mut() {
+                Some(description) => {
+                    description.detached = true;
+                    // A stale right link to this slot must not keep its old
+                    // siblings alive; finding the live slot needs level and low.
+                    description.right = None;
+                }
+                // A child ghost gets the description finding it needs.
+                None => {
+                    *description = Some(Box::new(Ghost {
+                        address: Address(child.record),
+                        level: child.record_level.into(),
+                        low: if i == 0 { current.low.clone() } else { Some(keys[i - 1].clone()) },
+                        high: keys.get(i).or(current.high.as_ref()).cloned(),
+                        right: None,
+                        detached: true,
+                    }));
+                }
             }
         }
         Evicted::Yes

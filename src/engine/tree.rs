@@ -102,7 +102,7 @@ impl<Q: Ord + ?Sized> Seek<'_, Q> {
     }
 
     /// The child of `branch` whose range holds the target.
-    fn child<K: Borrow<Q>, V>(self, branch: &Branch<K, V>) -> usize {
+    pub(crate) fn child<K: Borrow<Q>, V>(self, branch: &Branch<K, V>) -> usize {
         match self {
             Seek::First => 0,
             Seek::Key(key) => branch.keys.partition_point(|sep| sep.borrow() <= key),
