@@ -118,7 +118,7 @@ type Written<K, V> = Vec<(Arc<Slot<K, V>>, Arc<State<K, V>>, Address)>;
 /// state's own if it is old enough, else the one it keeps in `prev`.
 fn version_at<K, V>(state: &Arc<State<K, V>>, epoch: u64) -> Option<Arc<State<K, V>>> {
     let State::Loaded(node) = &**state else { return None };
-    if node.meta.epoch <= epoch { Some(Arc::clone(state)) } else { node.meta.prev.clone() }
+    if node.meta.epoch <= epoch { Some(Arc::clone(state)) } else { node.meta.prev() }
 }
 
 /// The node of a state `version_at` returned.
@@ -269,6 +269,8 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             if let Some(charge) = &node.meta.charge {
                 charge.clean();
             }
+            // Stored: what it kept was for an older, finished checkpoint.
+            node.meta.forget_prev();
             self.track_resident(&slot);
         }
         Ok(())

@@ -29,11 +29,12 @@
 //!    store may hold more (a checkpoint folds unposted splits into their
 //!    parent's image); its next write splits it.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use smallvec::SmallVec;
 
 use super::cache::{Account, Charge, size_of_version};
+use super::cell::Mutex;
 use super::slot::{Slot, State};
 use std::sync::atomic::AtomicU64;
 
@@ -61,8 +62,9 @@ pub(crate) struct Meta<K, V> {
     /// storage or bulk built).
     pub(crate) epoch: u64,
     /// The version this one replaced, kept while a checkpoint of an older
-    /// epoch may still need to write it.
-    pub(crate) prev: Option<Arc<State<K, V>>>,
+    /// epoch may still need to write it; dropped once none can (see
+    /// `forget_prev`), or versions would chain across checkpoints.
+    prev: Mutex<Option<Arc<State<K, V>>>>,
     /// Where this version's image is stored (`0`: nowhere yet). A branch's
     /// image also names its children's addresses, so a checkpoint that moves
     /// a child rewrites it and updates this.
@@ -73,11 +75,23 @@ pub(crate) struct Meta<K, V> {
 
 impl<K, V> Meta<K, V> {
     pub(crate) fn new(epoch: u64, prev: Option<Arc<State<K, V>>>) -> Meta<K, V> {
-        Meta { epoch, prev, stored: AtomicU64::new(0), charge: None }
+        Meta { epoch, prev: Mutex::new(prev), stored: AtomicU64::new(0), charge: None }
     }
 
     pub(crate) fn stored_at(address: u64) -> Meta<K, V> {
-        Meta { epoch: 0, prev: None, stored: AtomicU64::new(address), charge: None }
+        Meta { epoch: 0, prev: Mutex::new(None), stored: AtomicU64::new(address), charge: None }
+    }
+
+    /// The version this one keeps for a checkpoint, if any.
+    pub(crate) fn prev(&self) -> Option<Arc<State<K, V>>> {
+        self.prev.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Drops the kept version: no checkpoint can need it any more (the
+    /// caller knows why).
+    pub(crate) fn forget_prev(&self) {
+        let prev = self.prev.lock().unwrap_or_else(PoisonError::into_inner).take();
+        drop(prev); // outside the lock: it may free a chain of versions
     }
 }
 

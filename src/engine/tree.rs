@@ -436,9 +436,13 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         let prev = if running == 0 || epoch <= running {
             None // no checkpoint needs an older version
         } else if current.meta.epoch <= running {
+            // `current` is what the running checkpoint writes for this slot.
+            // What it kept was for an older checkpoint, finished (one runs
+            // at a time): kept on, versions would chain, one per checkpoint.
+            current.meta.forget_prev();
             Some(Arc::clone(current.state()))
         } else {
-            current.meta.prev.clone()
+            current.meta.prev()
         };
         Meta::new(epoch, prev)
     }
