@@ -84,3 +84,37 @@ fn flush_holds_exactly_the_operations_around_it() {
     let stored: Vec<(u64, u64)> = image.iter().collect::<Result<_, _>>().unwrap();
     assert_eq!(live, stored, "after the writers stopped, a flush holds everything");
 }
+
+/// A version keeps the one it replaced only while a checkpoint may need it.
+/// Leaves written now and then while checkpoints run back to back must not
+/// hold chains of old versions (each kept one per write, for good, and the
+/// quickstart ran to 10x its budget).
+#[test]
+fn versions_do_not_chain_across_checkpoints() {
+    let (keys, writes) = if cfg!(miri) { (300, 20) } else { (200_000, 30_000) };
+    let store = MemoryStore::new();
+    let tree: BTree<u64, u64> = BTree::open(store, Config::new()).unwrap();
+    tree.extend((0..keys).map(|k| (k, k))).unwrap();
+    tree.flush().unwrap();
+    let before = tree.stats().resident_bytes;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                tree.flush().unwrap();
+            }
+        });
+        // Values change, keys do not: no leaf splits, the tree keeps its size.
+        let mut x = 1u64;
+        for _ in 0..writes {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let key = (x >> 33) % keys;
+            tree.insert(key, x).unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    tree.flush().unwrap();
+    let stats = tree.stats();
+    assert!(stats.checkpoints >= 3 || cfg!(miri), "{stats:?}");
+    assert!(stats.resident_bytes <= before + before / 10, "{stats:?}, {before} bytes before");
+}
