@@ -24,6 +24,20 @@ fn tree(keys: &[u32]) -> Arc<BTree<u32, u32>> {
     Arc::new(BTree::from_sorted(keys.iter().map(|k| (*k, *k)), config).unwrap())
 }
 
+/// A tree over a store holding `keys`, flushed and opened again: every
+/// node a ghost.
+fn stored_tree(config: Config, keys: &[u32]) -> Arc<BTree<u32, u32>> {
+    let store = ghostbtree::MemoryStore::new();
+    {
+        let tree: BTree<u32, u32> = BTree::open(store.clone(), config.clone()).unwrap();
+        for &key in keys {
+            tree.insert(key, key).unwrap();
+        }
+        tree.flush().unwrap();
+    }
+    Arc::new(BTree::open(store, config).unwrap())
+}
+
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
@@ -132,18 +146,8 @@ fn remove_races_insert_and_reverse_scan() {
 /// every load is one store read.
 #[test]
 fn loader_reader_writer_and_evictor_on_one_ghost() {
-    use ghostbtree::MemoryStore;
     model(|| {
-        let config = Config::new().leaf_capacity(4).branch_capacity(3);
-        let store = MemoryStore::new();
-        {
-            let tree: BTree<u32, u32> = BTree::open(store.clone(), config.clone()).unwrap();
-            for key in [10, 20, 30] {
-                tree.insert(key, key).unwrap();
-            }
-            tree.flush().unwrap();
-        }
-        let tree: Arc<BTree<u32, u32>> = Arc::new(BTree::open(store, config).unwrap());
+        let tree = stored_tree(Config::new().leaf_capacity(4).branch_capacity(3), &[10, 20, 30]);
         let loader = thread::spawn({
             let tree = Arc::clone(&tree);
             move || assert_eq!(tree.get(&10).unwrap(), Some(10), "a loaded leaf missed a key")
@@ -173,18 +177,8 @@ fn loader_reader_writer_and_evictor_on_one_ghost() {
 /// slot, one store read per load.
 #[test]
 fn branch_eviction_races_a_reader_and_a_writer() {
-    use ghostbtree::MemoryStore;
     model(|| {
-        let config = Config::new().leaf_capacity(2).branch_capacity(4);
-        let store = MemoryStore::new();
-        {
-            let tree: BTree<u32, u32> = BTree::open(store.clone(), config.clone()).unwrap();
-            for key in [10, 20, 30] {
-                tree.insert(key, key).unwrap();
-            }
-            tree.flush().unwrap();
-        }
-        let tree: Arc<BTree<u32, u32>> = Arc::new(BTree::open(store, config).unwrap());
+        let tree = stored_tree(Config::new().leaf_capacity(2).branch_capacity(4), &[10, 20, 30]);
         let reader = thread::spawn({
             let tree = Arc::clone(&tree);
             move || {
