@@ -18,6 +18,7 @@ use std::sync::{Arc, Barrier, mpsc};
 use std::time::{Duration, Instant};
 
 use common::faulty::{FaultyStore, Op};
+use common::rng::Rng;
 use ghostbtree::{Address, BTree, Config, Error, Store};
 
 type Tree = BTree<u64, u64>;
@@ -31,22 +32,6 @@ const LARGE: usize = 256 << 20;
 /// Tiny nodes: deep trees, many records, many loads.
 fn tiny(budget: usize) -> Config {
     Config::new().leaf_capacity(4).branch_capacity(4).memory_budget(budget)
-}
-
-/// xorshift64*: the workloads' randomness, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 fn open(store: &FaultyStore, config: &Config) -> Tree {

@@ -17,10 +17,13 @@
 //! Scans run forward, backward and from both ends at once, and must yield
 //! keys strictly in order with no duplicates.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use common::rng::Rng;
 use ghostbtree::{BTree, Config, MemoryStore};
 
 const KEYS: u64 = 20_000;
@@ -29,22 +32,6 @@ const HOT: [u64; 3] = [7, 5_007, 19_997];
 
 fn ops_per_writer() -> u64 {
     if cfg!(miri) { 200 } else { 40_000 }
-}
-
-/// A small PRNG per thread (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 fn is_stable(key: u64) -> bool {

@@ -2,3 +2,4 @@
 
 pub mod faulty;
 pub mod ops;
+pub mod rng;
