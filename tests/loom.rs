@@ -204,3 +204,28 @@ fn branch_eviction_races_a_reader_and_a_writer() {
         check_final(&tree, &[10, 20, 25, 30]);
     });
 }
+
+/// `pop_last` removes the largest entry of some moment during the call.
+/// Leaves `[10, 20] []`: the pop passes the empty leaf while another thread
+/// inserts 40 and then 25. Only 20 and 40 were ever the largest; a pop that
+/// checked only the leaf it removed from could return 25.
+#[test]
+fn pop_last_removes_a_key_that_was_the_largest() {
+    model(|| {
+        let tree = tree(&[10, 20, 30]);
+        tree.remove(&30).unwrap();
+        let writer = thread::spawn({
+            let tree = Arc::clone(&tree);
+            move || {
+                tree.insert(40, 40).unwrap();
+                tree.insert(25, 25).unwrap();
+            }
+        });
+        let (popped, _) = tree.pop_last().unwrap().unwrap();
+        assert!(popped == 20 || popped == 40, "pop_last returned {popped}, never the largest");
+        writer.join().unwrap();
+        let mut expected = vec![10, 20, 25, 40];
+        expected.retain(|&key| key != popped);
+        check_final(&tree, &expected);
+    });
+}

@@ -11,14 +11,16 @@
 //! - a seeded coin comes up ([`FaultyStore::fail_randomly`], probability `p`).
 //!
 //! Injected errors are `io::Error::other("injected ...")`; a failed call has
-//! no effect on the records. Besides failures: a read delay (slow store) and
-//! one address whose reads come back with a flipped byte (corruption).
+//! no effect on the records. Besides failures: a read delay (slow store),
+//! one address whose reads come back with a flipped byte (corruption), and
+//! a gate that holds the next read until the test releases it (a pause at
+//! an exact point: [`FaultyStore::hold_next_read`]).
 
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use ghostbtree::{Address, MemoryStore, Store};
@@ -57,6 +59,21 @@ struct Faults {
     read_delay_micros: AtomicU64,
     /// Reads of this address return a flipped byte (0: none).
     corrupt: AtomicU64,
+    gate: Mutex<Gate>,
+    gate_changed: Condvar,
+}
+
+/// Where the read gate stands.
+#[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
+enum Gate {
+    #[default]
+    Open,
+    /// The next read stops here.
+    Armed,
+    /// A read is stopped, waiting for the release.
+    Holding,
+    /// Released: the stopped read goes on.
+    Released,
 }
 
 /// A [`Store`] over a [`MemoryStore`] that fails on command.
@@ -108,6 +125,26 @@ impl FaultyStore {
     /// no corruption).
     pub fn corrupt(&self, address: Option<Address>) {
         self.faults.corrupt.store(address.map_or(0, |a| a.0), Relaxed);
+    }
+
+    /// The next read (from any thread) stops before it reads, until the
+    /// returned handle releases it (or drops).
+    pub fn hold_next_read(&self) -> Held<'_> {
+        self.set_gate(Gate::Armed);
+        Held(self)
+    }
+
+    fn set_gate(&self, gate: Gate) {
+        *self.faults.gate.lock().unwrap_or_else(PoisonError::into_inner) = gate;
+        self.faults.gate_changed.notify_all();
+    }
+
+    /// Waits until the gate is in a state `done` accepts.
+    fn wait_gate(&self, done: impl Fn(Gate) -> bool) {
+        let mut gate = self.faults.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        while !done(*gate) {
+            gate = self.faults.gate_changed.wait(gate).unwrap_or_else(PoisonError::into_inner);
+        }
     }
 
     /// Turns every fault off: failures, delay and corruption.
@@ -163,6 +200,15 @@ impl Store for FaultyStore {
     }
 
     fn read(&self, address: Address) -> io::Result<Vec<u8>> {
+        let mut gate = self.faults.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        if *gate == Gate::Armed {
+            *gate = Gate::Holding;
+            self.faults.gate_changed.notify_all();
+            while *gate == Gate::Holding {
+                gate = self.faults.gate_changed.wait(gate).unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+        drop(gate);
         let delay = self.faults.read_delay_micros.load(Relaxed);
         if delay != 0 {
             std::thread::sleep(Duration::from_micros(delay));
@@ -191,5 +237,24 @@ impl Store for FaultyStore {
     fn write_commit(&self, record: &[u8]) -> io::Result<()> {
         self.check(Op::WriteCommit)?;
         self.inner.write_commit(record)
+    }
+}
+
+/// A read held by [`FaultyStore::hold_next_read`].
+pub struct Held<'a>(&'a FaultyStore);
+
+impl Held<'_> {
+    /// Waits until a read has reached the gate and stopped there.
+    pub fn wait_until_holding(&self) {
+        self.0.wait_gate(|gate| gate == Gate::Holding);
+    }
+
+    /// Lets the held read go on (or disarms the gate if none came).
+    pub fn release(self) {}
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.set_gate(Gate::Released);
     }
 }

@@ -2,4 +2,5 @@
 
 pub mod faulty;
 pub mod ops;
+pub mod panicky;
 pub mod rng;

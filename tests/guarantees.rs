@@ -1,0 +1,249 @@
+//! Regression tests for four documented guarantees that did not hold, each
+//! named for the promise it guards, each a deterministic reproduction of
+//! the way it broke:
+//!
+//! - a panic in a key's `Clone` or `Ord` during a write made the write take
+//!   effect without counting it, so `len()` stayed wrong for good (and a
+//!   stored tree wrote the wrong count into its commit record): the leaf
+//!   swap took effect, then the posting of the split's separator cloned and
+//!   compared keys and its panic skipped the count;
+//! - an iterator whose end stepped into an empty leaf and then hit a failed
+//!   load lost the position of the last key that end had yielded, so the
+//!   other end yielded those keys again;
+//! - `pop_first` / `pop_last` read the leaves on the way to the first
+//!   non-empty one one at a time and removed from it without checking that
+//!   the ones passed were still empty: they could remove a key that was
+//!   never the smallest / largest;
+//! - a tree reopened with smaller node capacities split an over-full node
+//!   in two halves that were both still over capacity, for good.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::faulty::{FaultyStore, Op};
+use common::panicky::{Key, Trigger, quiet_injected_panics, with_panic_at};
+use ghostbtree::{BTree, Config, Error, MemoryStore};
+
+type Tree = BTree<Key, u32>;
+
+/// Leaves of two entries, branches of three: every few inserts split, and
+/// separators are posted two levels up.
+fn tiny() -> Config {
+    Config::new().leaf_capacity(2).branch_capacity(3)
+}
+
+fn contents(tree: &Tree) -> BTreeMap<u16, u32> {
+    tree.iter().map(|entry| entry.map(|(k, v)| (k.0, v))).collect::<Result<_, _>>().unwrap()
+}
+
+#[track_caller]
+fn assert_consistent(tree: &Tree, what: &str) {
+    let report = tree.verify().unwrap();
+    assert!(report.is_ok(), "{what}: {report}");
+    assert_eq!(tree.len(), contents(tree).len(), "{what}: len() against the entries");
+}
+
+/// The repro: insert 1 and 2, then 3 with a clone of that call
+/// panicking (the key type panicked at the 6th, while the split's
+/// separator was being posted; the count differs between key types, so
+/// every clone is tried).
+#[test]
+fn a_panic_while_posting_a_split_leaves_len_exact() {
+    quiet_injected_panics();
+    let mut panicked = 0;
+    for n in 1..=12 {
+        let tree: Tree = BTree::with_config(tiny()).unwrap();
+        tree.insert(Key(1), 1).unwrap();
+        tree.insert(Key(2), 2).unwrap();
+        panicked += usize::from(with_panic_at(Trigger::Clone, n, || tree.insert(Key(3), 3)).is_none());
+        assert_consistent(&tree, &format!("clone {n} panicked"));
+        tree.insert(Key(4), 4).unwrap();
+        assert_consistent(&tree, &format!("clone {n} panicked, then an insert"));
+    }
+    assert!(panicked >= 6, "only {panicked} clones panicked");
+}
+
+/// A panic at any clone or comparison of any write leaves the tree as it
+/// was before the write or as the write left it, never in between: the
+/// entries are one of the two, `len()` counts them, `verify()` passes, and
+/// over a store a flush and a reopen show the same.
+#[test]
+fn a_panic_at_any_point_of_a_write_leaves_the_tree_before_or_after_it() {
+    quiet_injected_panics();
+    type Write = fn(&Tree);
+    let writes: [(&str, u16, Write); 6] = [
+        ("insert (splits)", 55, |t| drop(t.insert(Key(55), 55))),
+        ("insert (replaces)", 50, |t| drop(t.insert(Key(50), 7))),
+        ("remove", 50, |t| drop(t.remove(&Key(50)))),
+        ("try_insert", 45, |t| drop(t.try_insert(Key(45), 45))),
+        ("pop_first", 0, |t| drop(t.pop_first())),
+        ("pop_last", 0, |t| drop(t.pop_last())),
+    ];
+    let mut panicked = 0;
+    for (name, key, write) in writes {
+        for kind in [Trigger::Clone, Trigger::Compare] {
+            for n in 1..80 {
+                for stored in [false, true] {
+                    let store = MemoryStore::new();
+                    let tree: Tree = if stored {
+                        BTree::open(store.clone(), tiny()).unwrap()
+                    } else {
+                        BTree::with_config(tiny()).unwrap()
+                    };
+                    for k in 0..12 {
+                        tree.insert(Key(k * 10), u32::from(k)).unwrap();
+                    }
+                    let before = contents(&tree);
+                    let what = format!("{name} of {key}, {kind:?} {n} panics, stored {stored}");
+                    if with_panic_at(kind, n, || write(&tree)).is_none() {
+                        panicked += 1;
+                    }
+                    let now = contents(&tree);
+                    // What the write does when it does not panic:
+                    let mut after = before.clone();
+                    match name {
+                        "insert (splits)" => drop(after.insert(55, 55)),
+                        "insert (replaces)" => drop(after.insert(50, 7)),
+                        "remove" => drop(after.remove(&50)),
+                        "try_insert" => drop(after.entry(45).or_insert(45)),
+                        "pop_first" => drop(after.pop_first()),
+                        _ => drop(after.pop_last()),
+                    }
+                    assert!(now == before || now == after, "{what}: {now:?}");
+                    assert_consistent(&tree, &what);
+                    if stored {
+                        tree.flush().unwrap();
+                        drop(tree);
+                        let reopened: Tree = BTree::open(store, tiny()).unwrap();
+                        assert_eq!(contents(&reopened), now, "{what}: reopened");
+                        assert_consistent(&reopened, &format!("{what}, reopened"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(panicked > 500, "the trigger fired {panicked} times");
+}
+
+/// Leaves `[10, 20] [30..50: empty] [50, 60]` under one root, stored, and
+/// opened again: every node a ghost.
+fn stored_with_an_empty_leaf_between() -> (FaultyStore, Config) {
+    let store = FaultyStore::new(1);
+    let config = Config::new().leaf_capacity(2).branch_capacity(4);
+    let tree: BTree<u32, u32> = BTree::open(store.clone(), config.clone()).unwrap();
+    for key in [10, 20, 30, 40, 50, 60] {
+        tree.insert(key, key).unwrap();
+    }
+    tree.remove(&30).unwrap();
+    tree.remove(&40).unwrap();
+    let report = tree.verify().unwrap();
+    assert_eq!((report.height, report.nodes), (1, 4), "{report}");
+    tree.flush().unwrap();
+    (store, config)
+}
+
+fn next(range: &mut ghostbtree::Range<'_, u32, u32>, back: bool) -> Option<Result<u32, Error>> {
+    let item = if back { range.next_back() } else { range.next() };
+    item.map(|entry| entry.map(|(key, _)| key))
+}
+
+/// iter.rs: "after an `Err`, the next call retries from the same position",
+/// and both ends stop where they meet, from either end and whichever end
+/// goes on after the error. The error comes as one end steps from the
+/// empty leaf to the next: the cursor then sat in a leaf it had yielded
+/// nothing from, and the other end's stop check was lost.
+#[test]
+fn an_iterator_resumes_after_an_error_without_yielding_a_key_twice() {
+    let (store, config) = stored_with_an_empty_leaf_between();
+    for first_back in [true, false] {
+        for then_back in [true, false] {
+            let tree: BTree<u32, u32> = BTree::open(store.clone(), config.clone()).unwrap();
+            let mut range = tree.iter();
+            let mut yielded = vec![next(&mut range, first_back).unwrap().unwrap()];
+            yielded.push(next(&mut range, first_back).unwrap().unwrap());
+            // The empty leaf loads; the one beyond it fails.
+            store.fail_nth(Op::Read, 2);
+            let what = format!("first from the back {first_back}, then from the back {then_back}");
+            assert!(matches!(next(&mut range, first_back), Some(Err(Error::Io { .. }))), "{what}");
+            store.clear();
+            while let Some(key) = next(&mut range, then_back) {
+                yielded.push(key.unwrap());
+            }
+            yielded.sort_unstable();
+            assert_eq!(yielded, [10, 20, 50, 60], "{what}");
+        }
+    }
+}
+
+/// map.rs: `pop_first` removes the smallest entry of some moment during the
+/// call. Leaves `[] [] [50, 60]`, the middle one a ghost: the pop stops in
+/// that leaf's read while another thread inserts 5 and removes 50. Only 50
+/// and 5 were ever the smallest; the pop returned 60.
+#[test]
+fn pop_first_removes_a_key_that_was_the_smallest() {
+    let store = FaultyStore::new(2);
+    let config = Config::new().leaf_capacity(2).branch_capacity(4);
+    {
+        let tree: BTree<u32, u32> = BTree::open(store.clone(), config.clone()).unwrap();
+        for key in [10, 20, 30, 40, 50, 60] {
+            tree.insert(key, key).unwrap();
+        }
+        for key in [10, 20, 30, 40] {
+            tree.remove(&key).unwrap();
+        }
+        tree.flush().unwrap();
+    }
+    let tree: BTree<u32, u32> = BTree::open(store.clone(), config).unwrap();
+    // Load the root and the outer leaves; the middle one stays a ghost.
+    assert_eq!(tree.get(&5).unwrap(), None);
+    assert_eq!(tree.get(&60).unwrap(), Some(60));
+    let popped = std::thread::scope(|s| {
+        let held = store.hold_next_read();
+        let pop = s.spawn(|| tree.pop_first().unwrap());
+        held.wait_until_holding();
+        tree.insert(5, 5).unwrap();
+        assert_eq!(tree.remove(&50).unwrap(), Some(50));
+        held.release();
+        pop.join().unwrap()
+    });
+    let popped = popped.expect("the tree was never empty").0;
+    assert!(popped == 5 || popped == 50, "pop_first returned {popped}, never the smallest");
+    assert!(tree.verify().unwrap().is_ok());
+}
+
+/// node.rs invariant 6: a node built in memory holds at most its capacity.
+/// A store written with the default capacities and reopened with tiny
+/// ones: each write to a loaded node split it at half, leaving both
+/// halves over capacity for good.
+#[test]
+fn a_tree_reopened_with_smaller_capacities_splits_nodes_to_fit() {
+    let store = MemoryStore::new();
+    {
+        let tree: BTree<u32, u32> = BTree::open(store.clone(), Config::new()).unwrap();
+        tree.extend((0..5000).map(|k| (k * 2, k))).unwrap();
+        tree.flush().unwrap();
+    }
+    let tree: BTree<u32, u32> = BTree::open(store.clone(), tiny()).unwrap();
+    let mut x = 7u32;
+    for _ in 0..5000 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        tree.insert((x >> 8) % 10_000 * 2 + 1, x).unwrap();
+    }
+    let report = tree.verify().unwrap();
+    assert!(report.is_ok(), "{report}");
+    tree.flush().unwrap();
+    drop(tree);
+    let tree: BTree<u32, u32> = BTree::open(store, tiny()).unwrap();
+    let report = tree.verify().unwrap();
+    assert!(report.is_ok() && report.entries == tree.len(), "{report}");
+}
+
+/// `Error::Unsorted`'s message for the first entry has no entry before it.
+#[test]
+fn error_messages_never_underflow() {
+    let message = Error::Unsorted { index: 0 }.to_string();
+    assert!(!message.contains("18446744073709551615"), "{message}");
+    let message = Error::Unsorted { index: 3 }.to_string();
+    assert!(message.contains("entry 3") && message.contains("entry 2"), "{message}");
+}
