@@ -34,6 +34,11 @@ impl Config {
     /// (sled defaults to 1 GiB, ZODB to 400 objects).
     pub const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
 
+    /// The largest node capacity: every write copies its node, so far
+    /// smaller ones are faster; the bound keeps a node's count within what
+    /// its stored record holds.
+    pub const MAX_CAPACITY: usize = 1 << 16;
+
     /// The defaults.
     pub fn new() -> Config {
         Config {
@@ -43,8 +48,8 @@ impl Config {
         }
     }
 
-    /// Most entries per bucket; at least 2. Tiny values make deep trees,
-    /// which tests use to exercise splits.
+    /// Most entries per bucket; at least 2, at most [`Config::MAX_CAPACITY`].
+    /// Tiny values make deep trees, which tests use to exercise splits.
     pub fn leaf_capacity(mut self, entries: usize) -> Config {
         self.leaf_capacity = entries;
         self
@@ -63,7 +68,8 @@ impl Config {
         self
     }
 
-    /// Most children per interior node; at least 3.
+    /// Most children per interior node; at least 3, at most
+    /// [`Config::MAX_CAPACITY`].
     pub fn branch_capacity(mut self, children: usize) -> Config {
         self.branch_capacity = children;
         self
@@ -71,7 +77,12 @@ impl Config {
 
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let check = |setting, value, min| {
-            if value < min { Err(Error::InvalidConfig { setting, value, min }) } else { Ok(()) }
+            let max = Self::MAX_CAPACITY;
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(Error::InvalidConfig { setting, value, min, max })
+            }
         };
         check("leaf_capacity", self.leaf_capacity, 2)?;
         check("branch_capacity", self.branch_capacity, 3)

@@ -22,6 +22,8 @@ pub enum Error {
         value: usize,
         /// The smallest accepted value.
         min: usize,
+        /// The largest accepted value.
+        max: usize,
     },
     /// The input of [`BTree::from_sorted`](crate::BTree::from_sorted) is not
     /// strictly increasing by key: entry `index` is not greater than the one
@@ -70,9 +72,10 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidConfig { setting, value, min } => {
-                write!(f, "invalid config: {setting} is {value}, it must be at least {min}")
+            Error::InvalidConfig { setting, value, min, max } => {
+                write!(f, "invalid config: {setting} is {value}, it must be between {min} and {max}")
             }
+            Error::Unsorted { index: 0 } => write!(f, "sorted input expected: entry 0 is out of order"),
             Error::Unsorted { index } => write!(
                 f,
                 "sorted input expected: entry {index} does not have a greater key than entry {}",

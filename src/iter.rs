@@ -23,8 +23,11 @@
 //!   below `low`. That leaf's current version holds every present key in
 //!   `[its low, low)`.
 //!
-//! Both ends stop where they meet: each end yields only keys beyond the last
-//! key the other end yielded.
+//! Both ends stop where they meet: each end yields only keys the other end
+//! has not passed. What an end has passed is known from its cursor alone
+//! (up to the last key it yielded from its leaf, or up to the leaf's bound
+//! before the first), so it holds after an `Err` too: an error leaves the
+//! cursor where it was, and the next call retries from there.
 
 use std::iter::FusedIterator;
 use std::ops::Bound;
@@ -47,10 +50,10 @@ pub struct Range<'a, K, V> {
     start: Bound<K>,
     end: Bound<K>,
     /// The front leaf and the index of the next entry to yield; entries
-    /// before it were yielded (so `index >= 1` once anything was).
+    /// before it were passed (see `front_passed`).
     front: Option<Cursor<K, V>>,
     /// The back leaf and the index of the last entry yielded; entries before
-    /// it are still to come.
+    /// it are still to come (see `back_passed`).
     back: Option<Cursor<K, V>>,
     done: bool,
 }
@@ -67,16 +70,31 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
         Range { tree, start, end, front: None, back: None, done }
     }
 
-    /// The last key yielded from the front, if any.
-    fn front_last(&self) -> Option<&K> {
-        let (leaf, index) = self.front.as_ref()?;
-        index.checked_sub(1).map(|i| &leaf_of(leaf).keys[i])
+    /// True if the front has passed `key`: yielded it if it was present in
+    /// range, or left it behind. Up to the last key yielded from the front
+    /// leaf, or, before the first, every key below that leaf's `low` (the
+    /// front came through its left neighbour, or started in it).
+    ///
+    /// Known from the cursor alone, whatever it holds: a cursor parked in
+    /// a leaf it has yielded nothing from (an empty one, left by a failed
+    /// load) still stops the other end where this one got to.
+    fn front_passed(&self, key: &K) -> bool {
+        let Some((leaf, index)) = &self.front else { return false };
+        match index.checked_sub(1) {
+            Some(last) => key <= &leaf_of(leaf).keys[last],
+            None => leaf.low.as_ref().is_some_and(|low| key < low),
+        }
     }
 
-    /// The last key yielded from the back, if any.
-    fn back_last(&self) -> Option<&K> {
-        let (leaf, index) = self.back.as_ref()?;
-        leaf_of(leaf).keys.get(*index)
+    /// True if the back has passed `key`: from the last key yielded from
+    /// the back leaf, or, before the first, every key at or above that
+    /// leaf's `high`.
+    fn back_passed(&self, key: &K) -> bool {
+        let Some((leaf, index)) = &self.back else { return false };
+        match leaf_of(leaf).keys.get(*index) {
+            Some(last) => key >= last,
+            None => leaf.high.as_ref().is_some_and(|high| key >= high),
+        }
     }
 
     fn before_end(&self, key: &K) -> bool {
@@ -85,7 +103,7 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
             Bound::Excluded(end) => key < end,
             Bound::Unbounded => true,
         };
-        in_range && self.back_last().is_none_or(|last| key < last)
+        in_range && !self.back_passed(key)
     }
 
     fn after_start(&self, key: &K) -> bool {
@@ -94,7 +112,7 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
             Bound::Excluded(start) => key > start,
             Bound::Unbounded => true,
         };
-        in_range && self.front_last().is_none_or(|last| key > last)
+        in_range && !self.front_passed(key)
     }
 
     /// The front's next position: the first leaf, or the right neighbour of
@@ -136,9 +154,16 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
                     Bound::Included(start) | Bound::Excluded(start) => start < low,
                     Bound::Unbounded => true,
                 };
-                if !start_below || self.front_last().is_some_and(|last| last >= low) {
+                // The front has passed every key below `low` if it passed
+                // the greatest one (`front_passed` covers a prefix).
+                let front_passed_below = match &self.front {
+                    Some((front, index)) if *index >= 1 => &leaf_of(front).keys[index - 1] >= low,
+                    Some((front, _)) => front.low.as_ref().is_some_and(|front_low| low <= front_low),
+                    None => false,
+                };
+                if !start_below || front_passed_below {
                     // No key left of `low` is after the start and not yet
-                    // yielded by the front.
+                    // passed by the front.
                     return Ok(None);
                 }
                 (Seek::Before(low), Some(Bound::Excluded(low)))

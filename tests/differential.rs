@@ -114,9 +114,10 @@ fn from_sorted_rejects_unsorted_input() {
 #[test]
 fn invalid_configs_are_errors() {
     let error = BTree::<u8, u8>::with_config(Config::new().leaf_capacity(1)).err().unwrap();
-    assert!(matches!(error, Error::InvalidConfig { setting: "leaf_capacity", value: 1, min: 2 }));
-    assert_eq!(error.to_string(), "invalid config: leaf_capacity is 1, it must be at least 2");
+    assert!(matches!(error, Error::InvalidConfig { setting: "leaf_capacity", value: 1, min: 2, max: 65536 }));
+    assert_eq!(error.to_string(), "invalid config: leaf_capacity is 1, it must be between 2 and 65536");
     assert!(BTree::<u8, u8>::with_config(Config::new().branch_capacity(2)).is_err());
+    assert!(BTree::<u8, u8>::with_config(Config::new().leaf_capacity(usize::MAX)).is_err());
 }
 
 #[test]

@@ -49,8 +49,10 @@
 //! slots, by guards and iterators that borrow the tree, and by other
 //! versions (`prev`), and the account is the tree's last field to drop.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError};
+
+use super::cell::{lock, try_lock};
 
 use super::node::{Body, Node};
 use super::persist::Counters;
@@ -172,7 +174,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// by a checkpoint) for the clock.
     pub(crate) fn track_resident(&self, slot: &Arc<Slot<K, V>>) {
         if let Some(persist) = &self.persist {
-            let mut clock = persist.clock.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut clock = lock(&persist.clock);
             // Relaxed: the flag is read and written only under the clock's
             // lock, which orders it.
             if !slot.in_clock.swap(true, Ordering::Relaxed) {
@@ -211,7 +213,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         }
         // One thread turns the clock at a time, for everyone; the others go
         // on with their work (and never park here).
-        let Ok(mut clock) = persist.clock.try_lock() else { return };
+        let Some(mut clock) = try_lock(&persist.clock) else { return };
         // Read under the lock `pause_eviction` waits for: no turn that began
         // before a pause evicts anything after it.
         if persist.pauses.load(Ordering::SeqCst) != 0 {
@@ -237,10 +239,14 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 continue;
             }
             slot.cooling.store(false, Ordering::Relaxed);
-            if self.evict(&slot) == Evicted::NotYet {
-                clock.push_back(slot); // a branch whose children are resident
-            } else {
+            // Queued again while it is evicted: a panic in a key's clone
+            // (building its description) leaves it loaded, and in the clock.
+            clock.push_back(slot);
+            let slot = clock.back().expect("pushed just now");
+            if self.evict(slot) != Evicted::NotYet {
+                // Not a branch whose children are resident: out of the clock.
                 slot.in_clock.store(false, Ordering::Relaxed);
+                clock.pop_back();
             }
         }
     }
@@ -250,7 +256,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     pub(crate) fn pause_eviction(&self) -> Option<Paused<'_, K, V>> {
         let persist = self.persist.as_ref()?;
         persist.pauses.fetch_add(1, Ordering::SeqCst);
-        drop(persist.clock.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(lock(&persist.clock));
         Some(Paused(self))
     }
 

@@ -120,10 +120,35 @@ pub(crate) fn snapshot_into_arc<T>(snapshot: Snapshot<T>) -> Arc<T> {
     snapshot
 }
 
-/// The mutex of slots and waits: loom's in the model build, so a thread
-/// holding one is visible to the model checker.
+/// The engine's mutexes and condvars: loom's in the model build, so a
+/// thread holding one is visible to the model checker.
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Condvar, Mutex};
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::{Condvar, Mutex};
+pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+
+use std::sync::{PoisonError, TryLockError};
+
+/// Locks `mutex`, poisoned or not. A panic (in a key's `Clone` or `Ord`,
+/// or a codec) can unwind out of a critical section; each one in the
+/// engine leaves what it guards consistent at every point that can panic,
+/// so the data is used as it is, and a panic in one thread never stops
+/// the tree for the others.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// [`lock`] if the mutex is free; `None` if another thread holds it.
+pub(crate) fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+/// Waits on `condvar`, poisoned or not (see [`lock`]).
+pub(crate) fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    condvar.wait(guard).unwrap_or_else(PoisonError::into_inner)
+}

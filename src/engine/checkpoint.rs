@@ -39,12 +39,13 @@
 //! CPU and O(changed nodes + their ancestors) of writes.
 
 use std::cell::Cell;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crossbeam_utils::Backoff;
 
+use super::cell::{Mutex, MutexGuard, lock, try_lock};
 use super::format::{Commit, encode_commit};
 use super::node::{Body, Branch, Node};
 use super::persist::Counters;
@@ -105,9 +106,42 @@ impl Epochs {
         }
     }
 
+    /// Starts the checkpoint of the current epoch: announces it
+    /// (`running`), moves writers on to the next epoch, and waits until no
+    /// writer of the closed one is left. The checkpoint runs while the
+    /// returned [`Closed`] lives; dropping it (a return, or a panic in a
+    /// codec) ends it. The caller holds `serial`.
+    fn close(&self) -> Closed<'_> {
+        let epoch = self.current.load(Ordering::SeqCst);
+        self.running.store(epoch, Ordering::SeqCst);
+        self.current.store(epoch + 1, Ordering::SeqCst);
+        let backoff = Backoff::new();
+        while self.active.sum_seq_cst(parity(epoch)) != 0 {
+            if backoff.is_completed() {
+                std::thread::sleep(Duration::from_micros(50));
+            } else {
+                backoff.snooze();
+            }
+        }
+        Closed { epochs: self, epoch }
+    }
+
     /// The epoch a checkpoint is writing, or 0. Read after registering.
     pub(crate) fn running(&self) -> u64 {
         self.running.load(Ordering::SeqCst)
+    }
+}
+
+/// A checkpoint in progress (see [`Epochs::close`]).
+struct Closed<'a> {
+    epochs: &'a Epochs,
+    /// The epoch being written.
+    epoch: u64,
+}
+
+impl Drop for Closed<'_> {
+    fn drop(&mut self) {
+        self.epochs.running.store(0, Ordering::SeqCst);
     }
 }
 
@@ -173,7 +207,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// Writes a checkpoint (see the module docs). A no-op without a store.
     pub(crate) fn checkpoint(&self) -> Result<(), Error> {
         let Some(persist) = &self.persist else { return Ok(()) };
-        let len = persist.epochs.serial.lock().unwrap_or_else(PoisonError::into_inner);
+        let len = lock(&persist.epochs.serial);
         self.checkpoint_locked(len)
     }
 
@@ -196,7 +230,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             return;
         }
         if account.dirty() > account.budget() / 2
-            && let Ok(len) = persist.epochs.serial.try_lock()
+            && let Some(len) = try_lock(&persist.epochs.serial)
         {
             let _ = self.checkpoint_locked(len);
         }
@@ -207,22 +241,11 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
 
     fn checkpoint_locked(&self, mut len: MutexGuard<'_, u64>) -> Result<(), Error> {
         let persist = self.persist.as_ref().expect("checked by the callers");
-        let epochs = &persist.epochs;
-        let epoch = epochs.current.load(Ordering::SeqCst);
-        epochs.running.store(epoch, Ordering::SeqCst);
-        epochs.current.store(epoch + 1, Ordering::SeqCst);
-        let backoff = Backoff::new();
-        while epochs.active.sum_seq_cst(parity(epoch)) != 0 {
-            if backoff.is_completed() {
-                std::thread::sleep(Duration::from_micros(50));
-            } else {
-                backoff.snooze();
-            }
-        }
-        // Every writer of `epoch` is done: its count changes are final.
-        *len = len.saturating_add_signed(self.take_epoch_count(epoch) as i64);
-        let written = self.write_image(epoch, *len);
-        epochs.running.store(0, Ordering::SeqCst);
+        let closed = persist.epochs.close();
+        // Every writer of the closed epoch is done: its count changes are final.
+        *len = len.saturating_add_signed(self.take_epoch_count(closed.epoch) as i64);
+        let written = self.write_image(closed.epoch, *len);
+        drop(closed);
         if written.is_ok() {
             Counters::bump(&persist.counters.checkpoints);
         }
@@ -249,12 +272,14 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             for slot in &top {
                 addresses.push(self.write_slot(slot, epoch, &mut written)?.0);
             }
-            let record = (persist.codecs.encode_branch)(level + 1, None, None, &keys, &addresses);
+            let record = (persist.codecs.encode_branch)(level + 1, None, None, &keys, &addresses)
+                .map_err(|what| Error::Internal { what })?;
             (self.append(&record)?, level + 1)
         };
         let store = &persist.store;
         store.sync().map_err(|e| Error::io("syncing a checkpoint", None, e))?;
-        let commit = encode_commit(&Commit { root: address, level, epoch, len });
+        let commit = encode_commit(&Commit { root: address, level, epoch, len })
+            .map_err(|what| Error::Internal { what })?;
         store.write_commit(&commit).map_err(|e| Error::io("writing the commit record", None, e))?;
         // Only now are the records part of the stored tree. Marked before,
         // a failure after them would let the next checkpoint reuse a child's
@@ -327,6 +352,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                     return Ok((Address(stored), false));
                 }
                 (persist.codecs.encode_leaf)(node.low.as_ref(), node.high.as_ref(), &leaf.keys, &leaf.vals)
+                    .map_err(|what| Error::Internal { what })?
             }
             Body::Branch(branch) => {
                 let (keys, children) = self.posted(node, epoch)?;
@@ -342,6 +368,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 }
                 let (low, high) = (node.low.as_ref(), node.high.as_ref());
                 (persist.codecs.encode_branch)(branch.level, low, high, &keys, &addresses)
+                    .map_err(|what| Error::Internal { what })?
             }
         };
         let address = self.append(&record)?;

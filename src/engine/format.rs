@@ -72,17 +72,21 @@ pub(crate) struct Commit {
     pub(crate) len: u64,
 }
 
+/// Why a node cannot be encoded: its level or count does not fit the
+/// record's fields (unreachable with capacities `Config` accepts).
+pub(crate) type TooLarge = &'static str;
+
 /// Encodes a leaf version.
 pub(crate) fn encode_leaf<K: Codec, V: Codec>(
     low: Option<&K>,
     high: Option<&K>,
     keys: &[K],
     vals: &[V],
-) -> Vec<u8> {
-    let mut out = header(LEAF, 0, low, high, keys.len());
+) -> Result<Vec<u8>, TooLarge> {
+    let mut out = header(LEAF, 0, low, high, keys.len())?;
     keys.iter().for_each(|key| key.encode(&mut out));
     vals.iter().for_each(|value| value.encode(&mut out));
-    seal(out)
+    Ok(seal(out))
 }
 
 /// Encodes a branch image: `keys.len() + 1 == children.len()`.
@@ -92,22 +96,31 @@ pub(crate) fn encode_branch<K: Codec>(
     high: Option<&K>,
     keys: &[K],
     children: &[Address],
-) -> Vec<u8> {
+) -> Result<Vec<u8>, TooLarge> {
     debug_assert_eq!(keys.len() + 1, children.len());
-    let mut out = header(BRANCH, level, low, high, children.len());
+    let mut out = header(BRANCH, level, low, high, children.len())?;
     keys.iter().for_each(|key| key.encode(&mut out));
     children.iter().for_each(|child| out.extend_from_slice(&child.0.to_le_bytes()));
-    seal(out)
+    Ok(seal(out))
 }
 
-fn header<K: Codec>(kind: u8, level: u32, low: Option<&K>, high: Option<&K>, count: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + 16 * count);
+fn header<K: Codec>(
+    kind: u8,
+    level: u32,
+    low: Option<&K>,
+    high: Option<&K>,
+    count: usize,
+) -> Result<Vec<u8>, TooLarge> {
+    // Levels above 255 would need more than 3^255 leaves; counts above
+    // `u32::MAX`, capacities `Config` refuses.
+    let level = u8::try_from(level).map_err(|_| "a node above level 255")?;
+    let count = u32::try_from(count).map_err(|_| "a node of more than u32::MAX entries")?;
+    let mut out = Vec::with_capacity(64 + 16 * count as usize);
     let flags = u8::from(low.is_some()) | u8::from(high.is_some()) << 1;
-    // Levels above 255 would need a tree of more than 64^255 keys.
-    out.extend_from_slice(&[NODE_FORMAT, kind, level as u8, flags]);
-    out.extend_from_slice(&(count as u32).to_le_bytes());
+    out.extend_from_slice(&[NODE_FORMAT, kind, level, flags]);
+    out.extend_from_slice(&count.to_le_bytes());
     low.into_iter().chain(high).for_each(|bound| bound.encode(&mut out));
-    out
+    Ok(out)
 }
 
 /// Appends the CRC of everything so far.
@@ -210,14 +223,15 @@ fn check_keys<K: Ord>(keys: &[K], low: Option<&K>, high: Option<&K>, branch: boo
     Ok(())
 }
 
-pub(crate) fn encode_commit(commit: &Commit) -> Vec<u8> {
+pub(crate) fn encode_commit(commit: &Commit) -> Result<Vec<u8>, TooLarge> {
+    let level = u8::try_from(commit.level).map_err(|_| "a root above level 255")?;
     let mut out = Vec::with_capacity(34);
     out.extend_from_slice(COMMIT_MAGIC);
-    out.extend_from_slice(&[COMMIT_FORMAT, commit.level as u8]);
+    out.extend_from_slice(&[COMMIT_FORMAT, level]);
     out.extend_from_slice(&commit.root.0.to_le_bytes());
     out.extend_from_slice(&commit.epoch.to_le_bytes());
     out.extend_from_slice(&commit.len.to_le_bytes());
-    seal(out)
+    Ok(seal(out))
 }
 
 pub(crate) fn decode_commit(record: &[u8]) -> Result<Commit, String> {
@@ -259,7 +273,7 @@ mod tests {
 
     fn leaf_record(keys: &[u32]) -> Vec<u8> {
         let vals: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        encode_leaf::<u32, String>(None, None, keys, &vals)
+        encode_leaf::<u32, String>(None, None, keys, &vals).unwrap()
     }
 
     proptest! {
@@ -303,7 +317,7 @@ mod tests {
     #[test]
     fn commit_records_round_trip() {
         let commit = Commit { root: Address(77), level: 3, epoch: 9, len: 1234 };
-        assert_eq!(decode_commit(&encode_commit(&commit)).unwrap(), commit);
+        assert_eq!(decode_commit(&encode_commit(&commit).unwrap()).unwrap(), commit);
         assert!(decode_commit(b"GBTC not a commit record at all, really").is_err());
     }
 }

@@ -27,14 +27,15 @@
 //!    an emptied leaf stays in place until it refills (no merges yet).
 //! 6. A node built in memory holds at most its capacity. One loaded from the
 //!    store may hold more (a checkpoint folds unposted splits into their
-//!    parent's image); its next write splits it.
+//!    parent's image, and a tree may be reopened with smaller capacities);
+//!    its next write splits it into pieces that all fit.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 use smallvec::SmallVec;
 
 use super::cache::{Account, Charge, size_of_version};
-use super::cell::Mutex;
+use super::cell::{Mutex, lock};
 use super::slot::{Slot, State};
 use std::sync::atomic::AtomicU64;
 
@@ -84,13 +85,13 @@ impl<K, V> Meta<K, V> {
 
     /// The version this one keeps for a checkpoint, if any.
     pub(crate) fn prev(&self) -> Option<Arc<State<K, V>>> {
-        self.prev.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        lock(&self.prev).clone()
     }
 
     /// Drops the kept version: no checkpoint can need it any more (the
     /// caller knows why).
     pub(crate) fn forget_prev(&self) {
-        let prev = self.prev.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let prev = lock(&self.prev).take();
         drop(prev); // outside the lock: it may free a chain of versions
     }
 }
@@ -126,15 +127,15 @@ pub(crate) struct Branch<K, V> {
     pub(crate) children: Vec<Arc<Slot<K, V>>>,
 }
 
-/// A new version that replaces a node, or the two halves of a split.
+/// A new version that replaces a node, or the pieces of a split.
 pub(crate) enum Rebuilt<K, V> {
     Fits(Node<K, V>),
-    /// `left` goes into the node's own slot; `right` is a new slot whose node
-    /// starts at `separator`. The split takes effect when `left` is published.
+    /// `left` goes into the node's own slot; `right` holds new slots in key
+    /// order, each with the separator its node starts at, chained by right
+    /// links from `left`. The split takes effect when `left` is published.
     Split {
         left: Node<K, V>,
-        separator: K,
-        right: Arc<Slot<K, V>>,
+        right: Vec<(K, Arc<Slot<K, V>>)>,
     },
 }
 
@@ -167,10 +168,7 @@ impl<K, V> Node<K, V> {
 
     /// Entries of a leaf, children of a branch.
     pub(crate) fn len(&self) -> usize {
-        match &self.body {
-            Body::Leaf(leaf) => leaf.keys.len(),
-            Body::Branch(branch) => branch.children.len(),
-        }
+        self.body.len()
     }
 
     /// The leaf body; `None` for a branch.
@@ -215,13 +213,17 @@ impl<K: Ord + Clone, V: Clone> Node<K, V> {
     /// range and right link, or a split when `body` holds more than
     /// `capacity` entries (children, for a branch).
     ///
-    /// `appended` says the new entry went to the end of the rightmost node of
-    /// its level; that node then splits unevenly (the left half full), so
-    /// ascending inserts fill nodes as a bulk load does instead of leaving
-    /// them half empty.
+    /// A split makes as many pieces as it takes for each to fit: one more
+    /// entry than fits makes two halves, but a node loaded over capacity (a
+    /// checkpoint folds unposted splits into their parent's image, and a
+    /// tree may be reopened with smaller capacities) splits into more.
+    /// `appended` says the new entry went to the end of the rightmost node
+    /// of its level; that node then splits unevenly (every piece but the
+    /// last full), so ascending inserts fill nodes as a bulk load does
+    /// instead of leaving them half empty.
     ///
-    /// `meta` becomes the successor's (the left half's, on a split); the
-    /// right half of a split is a new slot, so it has no predecessor.
+    /// `meta` becomes the successor's (the left piece's, on a split); the
+    /// other pieces are new slots, so they have no predecessor.
     #[inline]
     pub(crate) fn rebuild(
         &self,
@@ -231,35 +233,45 @@ impl<K: Ord + Clone, V: Clone> Node<K, V> {
         meta: Meta<K, V>,
         account: Option<&'static Account>,
     ) -> Rebuilt<K, V> {
-        let len = match &body {
-            Body::Leaf(leaf) => leaf.keys.len(),
-            Body::Branch(branch) => branch.children.len(),
-        };
+        let len = body.len();
         if len <= capacity {
             let (low, high, right) = (self.low.clone(), self.high.clone(), self.right.clone());
             return Rebuilt::Fits(Node { low, high, right, body, meta }.charged(account, true));
         }
-        let at = if appended && self.high.is_none() { capacity } else { len / 2 };
-        let (left_body, separator, right_body) = body.split(at);
-        let right = Slot::new(
-            Node {
-                low: Some(separator.clone()),
-                high: self.high.clone(),
-                right: self.right.clone(),
-                body: right_body,
-                meta: Meta::new(meta.epoch, None),
-            }
-            .charged(account, true),
-        );
-        let left = Node {
-            low: self.low.clone(),
-            high: Some(separator.clone()),
-            right: Some(Arc::clone(&right)),
-            body: left_body,
-            meta,
+        let pieces = len.div_ceil(capacity);
+        let cut = |i: usize| if appended && self.high.is_none() { i * capacity } else { len * i / pieces };
+        // Cut from the right end, so each cut takes one piece off the tail.
+        let mut rest = body;
+        let mut tail = Vec::with_capacity(pieces - 1);
+        for i in (1..pieces).rev() {
+            let (left, separator, piece) = rest.split(cut(i));
+            tail.push((separator, piece));
+            rest = left;
         }
-        .charged(account, true);
-        Rebuilt::Split { left, separator, right }
+        // `tail` runs right to left: link each piece to the one after it.
+        let (mut high, mut right_link) = (self.high.clone(), self.right.clone());
+        let mut right = Vec::with_capacity(tail.len());
+        for (separator, body) in tail {
+            let low = Some(separator.clone());
+            let node =
+                Node { low: low.clone(), high, right: right_link, body, meta: Meta::new(meta.epoch, None) };
+            let slot = Slot::new(node.charged(account, true));
+            (high, right_link) = (low, Some(Arc::clone(&slot)));
+            right.push((separator, slot));
+        }
+        right.reverse();
+        let left = Node { low: self.low.clone(), high, right: right_link, body: rest, meta };
+        Rebuilt::Split { left: left.charged(account, true), right }
+    }
+}
+
+impl<K, V> Body<K, V> {
+    /// Entries of a leaf, children of a branch.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Body::Leaf(leaf) => leaf.keys.len(),
+            Body::Branch(branch) => branch.children.len(),
+        }
     }
 }
 

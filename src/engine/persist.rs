@@ -6,13 +6,15 @@
 //! need no codec bounds and an in-memory tree carries none of this.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use super::cell::Mutex;
 
 use super::cache::AccountBox;
 use super::checkpoint::Epochs;
 use super::format::Commit;
-use super::format::{self, Decoded, Expected};
+use super::format::{self, Decoded, Expected, TooLarge};
 use super::node::{Body, Entries, Leaf, Node};
 use super::slot::{Ghost, Slot, State};
 use super::tree::Tree;
@@ -42,8 +44,8 @@ pub(crate) struct Codecs<K, V> {
 }
 
 type DecodeNode<K, V> = fn(&[u8], &Expected<'_, K>) -> Result<Decoded<K, V>, String>;
-type EncodeLeaf<K, V> = fn(Option<&K>, Option<&K>, &[K], &[V]) -> Vec<u8>;
-type EncodeBranch<K> = fn(u32, Option<&K>, Option<&K>, &[K], &[Address]) -> Vec<u8>;
+type EncodeLeaf<K, V> = fn(Option<&K>, Option<&K>, &[K], &[V]) -> Result<Vec<u8>, TooLarge>;
+type EncodeBranch<K> = fn(u32, Option<&K>, Option<&K>, &[K], &[Address]) -> Result<Vec<u8>, TooLarge>;
 
 impl<K: Codec + Ord, V: Codec> Codecs<K, V> {
     pub(crate) fn new() -> Codecs<K, V> {

@@ -55,7 +55,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 
-use super::cell::{AtomicArc, Mutex, Snapshot, snapshot_into_arc};
+use super::cell::{AtomicArc, Mutex, Snapshot, lock, snapshot_into_arc};
 use super::node::{Node, prefetch};
 use super::wait::Wait;
 use crate::store::Address;
@@ -177,7 +177,7 @@ impl<K, V> Slot<K, V> {
     /// `f` of what the ghost stands for, if the slot is a ghost (or being
     /// loaded), under the description's lock: nothing is cloned.
     pub(crate) fn with_ghost<R>(&self, f: impl FnOnce(GhostView<'_, K, V>) -> R) -> Option<R> {
-        let ghost = self.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
+        let ghost = lock(&self.ghost);
         match ghost.as_deref() {
             Some(ghost) => Some(f(GhostView::Described(ghost))),
             // Landing happens under this lock, so this is stable while held.
@@ -191,7 +191,7 @@ impl<K, V> Slot<K, V> {
     /// Publishes a loaded node in place of `loading` and drops the ghost's
     /// description, in one critical section. Only the loader calls it.
     pub(crate) fn land(&self, loading: &Arc<State<K, V>>, node: Node<K, V>) -> bool {
-        let mut ghost = self.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut ghost = lock(&self.ghost);
         let landed = self.state.compare_exchange(loading, Arc::new(State::Loaded(node)));
         if landed {
             *ghost = None;
@@ -208,15 +208,17 @@ impl<K, V> Slot<K, V> {
         K: Clone,
         V: Clone,
     {
-        let description = self.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
-        match description.as_deref() {
-            Some(description) if description.detached => Start::Detached,
+        let description = lock(&self.ghost);
+        let start = match description.as_deref() {
+            Some(description) if description.detached => return Start::Detached,
+            // Cloned before the swap: a panic in `K::clone` after it would
+            // leave the slot `Loading` with nobody loading it.
+            Some(description) => Start::Load(description.clone()),
             // No description: a child ghost, or loaded since `ghost` was
             // read (then the swap fails).
-            _ if !self.state.compare_exchange(ghost, loading) => Start::Again,
-            Some(description) => Start::Load(description.clone()),
             None => Start::LoadChild { address: Address(self.record), level: self.record_level.into() },
-        }
+        };
+        if self.state.compare_exchange(ghost, loading) { start } else { Start::Again }
     }
 
     /// Turns the slot into a ghost described by `ghost()` if `current` is
@@ -253,8 +255,10 @@ impl<K, V> Slot<K, V> {
             return Evicted::NotYet;
         }
         let mut held = Vec::with_capacity(children.len());
-        for (i, child) in children.iter().enumerate() {
-            let description = child.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
+        for child in children {
+            held.push(lock(&child.ghost));
+        }
+        for (i, (child, description)) in children.iter().zip(&held).enumerate() {
             let high = keys.get(i).or(current.high.as_ref());
             let ready = child.state.holds(sentinel)
                 && match description.as_deref() {
@@ -264,32 +268,42 @@ impl<K, V> Slot<K, V> {
             if !ready {
                 return Evicted::NotYet;
             }
-            held.push(description);
         }
-        let mut description = self.ghost.lock().unwrap_or_else(|poison| poison.into_inner());
-        if !self.state.compare_exchange(current.state(), Arc::clone(sentinel)) {
-            return Evicted::No;
-        }
-        *description = Some(Box::new(ghost()));
-        for (i, (child, mut description)) in children.iter().zip(held).enumerate() {
-            match description.as_mut() {
-                Some(description) => {
-                    description.detached = true;
-                    // A stale right link to this slot must not keep its old
-                    // siblings alive; finding the live slot needs level and low.
-                    description.right = None;
-                }
+        // Every description is built before the swap: they clone keys, and
+        // a panic in `K::clone` must find the node still loaded, not a ghost
+        // that nothing describes.
+        let ghost = Box::new(ghost());
+        let described: Vec<Option<Box<Ghost<K, V>>>> = children
+            .iter()
+            .enumerate()
+            .map(|(i, child)| {
                 // A child ghost gets the description finding it needs.
-                None => {
-                    *description = Some(Box::new(Ghost {
+                (child.record != 0 && held[i].is_none()).then(|| {
+                    Box::new(Ghost {
                         address: Address(child.record),
                         level: child.record_level.into(),
                         low: if i == 0 { current.low.clone() } else { Some(keys[i - 1].clone()) },
                         high: keys.get(i).or(current.high.as_ref()).cloned(),
                         right: None,
                         detached: true,
-                    }));
+                    })
+                })
+            })
+            .collect();
+        let mut description = lock(&self.ghost);
+        if !self.state.compare_exchange(current.state(), Arc::clone(sentinel)) {
+            return Evicted::No;
+        }
+        *description = Some(ghost);
+        for (mut held, described) in held.into_iter().zip(described) {
+            match held.as_mut() {
+                Some(description) => {
+                    description.detached = true;
+                    // A stale right link to this slot must not keep its old
+                    // siblings alive; finding the live slot needs level and low.
+                    description.right = None;
                 }
+                None => *held = described,
             }
         }
         Evicted::Yes
@@ -315,6 +329,11 @@ impl<K, V> Slot<K, V> {
     /// did. Used by the loader and the evictor (see the state machine).
     pub(crate) fn swap_state(&self, current: &Arc<State<K, V>>, new: Arc<State<K, V>>) -> bool {
         self.state.compare_exchange(current, new)
+    }
+
+    /// True if `version` is still the slot's version.
+    pub(crate) fn holds(&self, version: &NodeArc<K, V>) -> bool {
+        self.state.holds(&version.0)
     }
 
     /// Publishes `new` if `current` is still the slot's version; says whether

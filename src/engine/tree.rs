@@ -40,7 +40,7 @@ use super::cell::{AtomicArc, Snapshot, snapshot_into_arc};
 use super::checkpoint::Registered;
 use super::node::{Body, Branch, Entries, Leaf, Meta, Node, Rebuilt, prefetch};
 use super::persist::Persist;
-use super::slot::{NodeRef, Slot};
+use super::slot::{NodeArc, NodeRef, Slot};
 use super::striped::Striped;
 use crate::{Config, Error};
 
@@ -160,7 +160,7 @@ impl<K, V> Drop for Tree<K, V> {
         // it frees nothing, and the root then frees the tree parent by
         // parent (a recursion as deep as the tree is high).
         if let Some(persist) = &self.persist {
-            persist.clock.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+            super::cell::lock(&persist.clock).clear();
         }
     }
 }
@@ -262,15 +262,39 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         }
     }
 
-    /// The current version of `slot` after `node` (a stale version of it)
-    /// lost a race, holding no guard if it must be loaded.
-    fn reload(&self, slot: &mut Held<K, V>, node: NodeRef<K, V>) -> Result<NodeRef<K, V>, Error> {
-        if let Some(current) = self.loaded(slot.arc()) {
-            return Ok(current);
+    /// The current version of `slot` after a swap from `node` (a stale
+    /// version of it) lost a race, moved right while `to` lies beyond it:
+    /// the slot's `low` is fixed and its range only shrinks from the right,
+    /// so the target is there or further right. Holds no guard across a
+    /// load. Says whether it moved.
+    fn after_lost_race<Q: Ord + ?Sized>(
+        &self,
+        slot: &mut Held<K, V>,
+        node: NodeRef<K, V>,
+        to: Seek<'_, Q>,
+    ) -> Result<(NodeRef<K, V>, bool), Error>
+    where
+        K: Borrow<Q>,
+    {
+        let mut node = match self.loaded(slot.arc()) {
+            Some(current) => current,
+            None => {
+                drop(node);
+                *slot = Held::Shared(Arc::clone(slot.arc()));
+                self.node_in(slot)?
+            }
+        };
+        let mut moved = false;
+        while to.is_right_of(&node) {
+            let Some(right) = node.right.clone() else {
+                break;
+            };
+            *slot = Held::Shared(right);
+            drop(node); // no guard across a load
+            node = self.node_in(slot)?;
+            moved = true;
         }
-        drop(node);
-        *slot = Held::Shared(Arc::clone(slot.arc()));
-        self.node_in(slot)
+        Ok((node, moved))
     }
 
     /// Reads the entry of `key` and applies what `decide` makes of it, as one
@@ -325,8 +349,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 }
                 (Action::Remove, Ok(i)) => (leaf.without(i), -1, false),
             };
-            if let Some(tag) = self.publish(&slot, &node, Body::Leaf(body), appended, epoch) {
-                self.count(delta, tag);
+            if let Some(tag) = self.publish(&slot, &node, Body::Leaf(body), appended, epoch, delta) {
                 if let (true, Held::Shared(slot), Some(low)) = (moved_right, &slot, &node.low) {
                     // We reached this leaf through a right link: help post
                     // its separator (a no-op if the splitter got there).
@@ -336,16 +359,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             }
             // Lost the race. The slot's range only shrinks from the right, so
             // the key is here or further right.
-            node = self.reload(&mut slot, node)?;
-            while Seek::Key(key).is_right_of(&node) {
-                let Some(right) = node.right.clone() else {
-                    break;
-                };
-                slot = Held::Shared(right);
-                drop(node); // no guard across a load
-                node = self.node_in(&mut slot)?;
-                moved_right = true;
-            }
+            let moved;
+            (node, moved) = self.after_lost_race(&mut slot, node, Seek::Key(key))?;
+            moved_right |= moved;
         }
     }
 
@@ -363,39 +379,72 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         result
     }
 
+    /// A pop is a removal from the first (last) leaf with entries, made
+    /// only if every empty leaf passed on the way there still holds the
+    /// version read: then at the moment that leaf was read, it and the
+    /// empty ones tiled the key space up to (from) its end, so its first
+    /// (last) entry was the smallest (largest) of the tree. Without the
+    /// check, a key could be inserted behind the pop into a leaf it had
+    /// passed, and the pop would remove a key that never was the smallest.
+    ///
+    /// Eviction also replaces versions (a clean leaf becomes a ghost, and
+    /// a new version when it loads again). Under a small budget the loads
+    /// of one look evict what it just passed, so a look that failed is
+    /// made again with eviction paused, which only writes can then fail.
     fn pop_in(&self, last: bool, epoch: u64) -> Result<Option<(K, V)>, Error> {
+        let mut passed = Vec::new();
+        let mut paused = None;
         loop {
-            let Some(Found { slot, node, .. }) = self.seek_nonempty(last)? else {
-                return Ok(None);
-            };
-            let leaf = leaf_of(&node);
-            let i = if last { leaf.keys.len() - 1 } else { 0 };
-            let entry = (leaf.keys[i].clone(), leaf.vals[i].clone());
-            if let Some(tag) = self.publish(&slot, &node, Body::Leaf(leaf.without(i)), false, epoch) {
-                self.count(-1, tag);
-                return Ok(Some(entry));
+            passed.clear();
+            let found = self.seek_nonempty(last, &mut passed)?;
+            let unchanged = passed.iter().all(|(slot, version): &(Arc<Slot<K, V>>, _)| slot.holds(version));
+            if unchanged {
+                let Some(Found { slot, node, .. }) = found else {
+                    return Ok(None); // every leaf was empty at once
+                };
+                let leaf = leaf_of(&node);
+                let i = if last { leaf.keys.len() - 1 } else { 0 };
+                let entry = (leaf.keys[i].clone(), leaf.vals[i].clone());
+                if self.publish(&slot, &node, Body::Leaf(leaf.without(i)), false, epoch, -1).is_some() {
+                    return Ok(Some(entry));
+                }
+            }
+            if paused.is_none() {
+                paused = Some(self.pause_eviction());
             }
         }
     }
 
-    /// The first (last) leaf that has entries, with its slot.
-    fn seek_nonempty(&self, last: bool) -> Result<Option<Found<K, V>>, Error> {
+    /// The first (last) leaf that has entries, with its slot; the empty
+    /// leaves on the way go to `passed`, with the versions read.
+    #[allow(clippy::type_complexity)]
+    fn seek_nonempty(
+        &self,
+        last: bool,
+        passed: &mut Vec<(Arc<Slot<K, V>>, NodeArc<K, V>)>,
+    ) -> Result<Option<Found<K, V>>, Error> {
         let mut found = self.descend::<true, K>(if last { Seek::Last } else { Seek::First }, 0)?;
         while found.node.len() == 0 {
-            if last {
-                let Some(low) = found.node.low.clone() else {
+            let Found { slot, node, .. } = found;
+            let empty = (Arc::clone(slot.arc()), node.into_arc());
+            drop(slot); // no guard across a load
+            let next = if last {
+                let Some(low) = &empty.1.low else {
+                    passed.push(empty);
                     return Ok(None);
                 };
-                found = self.descend::<true, K>(Seek::Before(&low), 0)?;
+                self.descend::<true, K>(Seek::Before(low), 0)?
             } else {
-                let Some(right) = found.node.right.clone() else {
+                let Some(right) = empty.1.right.clone() else {
+                    passed.push(empty);
                     return Ok(None);
                 };
-                drop(found); // no guard across a load
                 let mut slot = Held::Shared(right);
                 let node = self.node_in(&mut slot)?;
-                found = Found { slot, node, moved_right: false };
-            }
+                Found { slot, node, moved_right: false }
+            };
+            passed.push(empty);
+            found = next;
         }
         Ok(Some(found))
     }
@@ -448,9 +497,14 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     }
 
     /// Publishes `body` as the successor of `current` in `slot`, splitting
-    /// it if it overflows. Returns the epoch the change was tagged with (see
-    /// `successor_meta`), or `None` if `current` was no longer the slot's
-    /// version (nothing changed).
+    /// it if it overflows, and counts the `delta` entries it adds. Returns
+    /// the epoch the change was tagged with (see `successor_meta`), or
+    /// `None` if `current` was no longer the slot's version (nothing
+    /// changed).
+    ///
+    /// The count is taken at the swap that makes the change, before a split
+    /// is posted: posting clones and compares keys, and a panic there (in
+    /// `K::clone` or `K::cmp`) must leave a change that took effect counted.
     #[inline]
     fn publish(
         &self,
@@ -459,6 +513,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         body: Body<K, V>,
         appended: bool,
         epoch: u64,
+        delta: isize,
     ) -> Option<u64> {
         let capacity = match body {
             Body::Leaf(_) => self.config.leaf_capacity,
@@ -466,18 +521,27 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         };
         let meta = self.successor_meta(current, epoch);
         let tag = meta.epoch;
-        match current.rebuild(body, capacity, appended, meta, self.account()) {
-            Rebuilt::Fits(node) => slot.replace(current, node).then_some(tag),
-            Rebuilt::Split { left, separator, right } => {
+        let pieces = match current.rebuild(body, capacity, appended, meta, self.account()) {
+            Rebuilt::Fits(node) => {
+                if !slot.replace(current, node) {
+                    return None;
+                }
+                Vec::new()
+            }
+            Rebuilt::Split { left, right } => {
                 if !slot.replace(current, left) {
                     return None;
                 }
-                // The post is part of the split: same epoch, or a checkpoint
-                // could hold the separator without the node it leads to.
-                self.post_split(current.level(), separator, right, tag);
-                Some(tag)
+                right
             }
+        };
+        self.count(delta, tag);
+        // The posts are part of the split: same epoch, or a checkpoint could
+        // hold a separator without the node it leads to.
+        for (separator, right) in pieces {
+            self.post_split(current.level(), separator, right, tag);
         }
+        Some(tag)
     }
 
     /// Posts the separator of a split on `level` (the `low` of the new slot
@@ -492,79 +556,51 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
 
     fn try_post_split(
         &self,
-        mut level: u32,
-        mut separator: K,
-        mut right: Arc<Slot<K, V>>,
-        mut epoch: u64,
+        level: u32,
+        separator: K,
+        right: Arc<Slot<K, V>>,
+        epoch: u64,
     ) -> Result<(), Error> {
-        'levels: loop {
+        loop {
             let root = self.root.load_full();
             let top = self.node(&root)?;
-            if top.level() == level {
-                // The split node is on the top level, whose leftmost node
-                // is the root slot: it split, so it has a right neighbour.
-                let (Some(high), Some(next)) = (&top.high, &top.right) else {
-                    return Ok(());
-                };
-                let grown = Slot::new(
-                    Node {
-                        low: None,
-                        high: None,
-                        right: None,
-                        body: Body::Branch(Branch {
-                            level: level + 1,
-                            keys: vec![high.clone()],
-                            children: vec![Arc::clone(&root), Arc::clone(next)],
-                        }),
-                        // Tagged like any write: a checkpoint of an older epoch
-                        // must not take it for its root.
-                        meta: Meta::new(epoch, None),
-                    }
-                    .charged(self.account(), true),
-                );
-                // Win or lose, the top is now above `level`: post again.
-                let current: &Arc<Slot<K, V>> = &root;
-                self.root.compare_exchange(current, grown);
-                continue;
+            if top.level() != level {
+                break;
             }
-            drop((top, root));
-            let Found { mut slot, mut node, .. } =
-                self.descend::<true, K>(Seek::Key(&separator), level + 1)?;
-            loop {
-                let Some((body, appended)) = with_separator(&node, &separator, &right) else {
-                    return Ok(()); // posted already
-                };
-                let meta = self.successor_meta(&node, epoch);
-                let tag = meta.epoch;
-                match node.rebuild(
-                    Body::Branch(body),
-                    self.config.branch_capacity,
-                    appended,
-                    meta,
-                    self.account(),
-                ) {
-                    Rebuilt::Fits(new) => {
-                        if slot.replace(&node, new) {
-                            return Ok(());
-                        }
-                    }
-                    Rebuilt::Split { left, separator: up, right: up_right } => {
-                        if slot.replace(&node, left) {
-                            (level, separator, right, epoch) = (level + 1, up, up_right, tag);
-                            continue 'levels;
-                        }
-                    }
+            // The split node is on the top level, whose leftmost node is the
+            // root slot: it split, so it has a right neighbour.
+            let (Some(high), Some(next)) = (&top.high, &top.right) else {
+                return Ok(());
+            };
+            let grown = Slot::new(
+                Node {
+                    low: None,
+                    high: None,
+                    right: None,
+                    body: Body::Branch(Branch {
+                        level: level + 1,
+                        keys: vec![high.clone()],
+                        children: vec![Arc::clone(&root), Arc::clone(next)],
+                    }),
+                    // Tagged like any write: a checkpoint of an older epoch
+                    // must not take it for its root.
+                    meta: Meta::new(epoch, None),
                 }
-                node = self.reload(&mut slot, node)?;
-                while Seek::Key(&separator).is_right_of(&node) {
-                    let Some(next) = node.right.clone() else {
-                        break;
-                    };
-                    slot = Held::Shared(next);
-                    drop(node); // no guard across a load
-                    node = self.node_in(&mut slot)?;
-                }
+                .charged(self.account(), true),
+            );
+            // Win or lose, the top is now above `level`: post into it.
+            self.root.compare_exchange(&root, grown);
+        }
+        let Found { mut slot, mut node, .. } = self.descend::<true, K>(Seek::Key(&separator), level + 1)?;
+        loop {
+            let Some((body, appended)) = with_separator(&node, &separator, &right) else {
+                return Ok(()); // posted already
+            };
+            // A parent that overflows splits and posts its own pieces.
+            if self.publish(&slot, &node, Body::Branch(body), appended, epoch, 0).is_some() {
+                return Ok(());
             }
+            (node, _) = self.after_lost_race(&mut slot, node, Seek::Key(&separator))?;
         }
     }
 }

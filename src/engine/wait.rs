@@ -7,7 +7,7 @@
 
 use crate::Error;
 
-use super::cell::{Condvar, Mutex};
+use super::cell::{Condvar, Mutex, lock, wait};
 
 /// The outcome of one load, handed to every thread that waited for it.
 pub(crate) struct Wait {
@@ -22,20 +22,19 @@ impl Wait {
 
     /// Records the outcome and wakes every waiter. Called once, by the loader.
     pub(crate) fn finish(&self, outcome: Result<(), Error>) {
-        // A poisoned lock only means a waiter panicked; the outcome is still ours to give.
-        let mut slot = self.outcome.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut slot = lock(&self.outcome);
         *slot = Some(outcome);
         self.done.notify_all();
     }
 
     /// Parks until `finish`, then returns its outcome.
     pub(crate) fn wait(&self) -> Result<(), Error> {
-        let mut slot = self.outcome.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut slot = lock(&self.outcome);
         loop {
             if let Some(outcome) = &*slot {
                 return outcome.clone();
             }
-            slot = self.done.wait(slot).unwrap_or_else(|poison| poison.into_inner());
+            slot = wait(&self.done, slot);
         }
     }
 }

@@ -15,7 +15,7 @@ use std::cmp::Ordering;
 use ghostbtree::{Codec, DecodeError};
 
 /// A key whose trait calls can panic on command (see the module docs).
-#[derive(Debug, Hash)]
+#[derive(Debug)]
 #[cfg_attr(fuzzing, derive(arbitrary::Arbitrary))]
 pub struct Key(pub u16);
 
