@@ -2,12 +2,19 @@
 //! against `BTree` (with tiny nodes, so trees are deep and splits constant)
 //! and `std::collections::BTreeMap`; every answer must agree, and `verify()`
 //! must pass after each sequence.
+//!
+//! The tree's keys panic on command (`common::panicky`): some calls run
+//! with the `n`th clone or comparison of a key armed to panic, and must
+//! then leave the tree as before the call or as after it. Over a store
+//! (`common::faulty::FaultyStore`), range walks meet failed reads and go
+//! on, and reopens may change the node capacities.
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use common::ops::{End, Key, Op, Subject, Value, apply, check};
+use common::ops::{End, Key, Op, Subject, Value};
+use common::panicky::Trigger;
 use ghostbtree::{BTree, Config, Error};
 use proptest::prelude::*;
 
@@ -19,11 +26,13 @@ fn end() -> impl Strategy<Value = End> {
     prop_oneof![key().prop_map(End::Included), key().prop_map(End::Excluded), Just(End::Unbounded)]
 }
 
-fn op() -> impl Strategy<Value = Op> {
+/// Every op but `Panicking`.
+fn plain_op() -> impl Strategy<Value = Op> {
     prop_oneof![
         10 => (key(), any::<Value>()).prop_map(|(k, v)| Op::Insert(k, v)),
         2 => (key(), any::<Value>()).prop_map(|(k, v)| Op::TryInsert(k, v)),
         5 => key().prop_map(Op::Remove),
+        2 => (key(), any::<u8>()).prop_map(|(k, n)| Op::RemoveRun(k, n)),
         2 => key().prop_map(Op::Get),
         1 => key().prop_map(Op::ContainsKey),
         2 => (key(), proptest::option::of(0..4u32), proptest::option::of(0..4u32))
@@ -34,11 +43,44 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Last),
         1 => Just(Op::Len),
         1 => proptest::collection::vec((key(), any::<Value>()), 0..20).prop_map(Op::Extend),
-        2 => (end(), end(), proptest::collection::vec(any::<bool>(), 0..20))
-            .prop_map(|(start, end, backs)| Op::Range { start, end, backs }),
+        2 => (end(), end(), proptest::collection::vec(any::<bool>(), 0..20), proptest::option::of(any::<u8>()))
+            .prop_map(|(start, end, backs, fail)| Op::Range { start, end, backs, fail }),
         1 => Just(Op::Flush),
-        1 => Just(Op::Reopen),
+        1 => (proptest::option::weighted(0.3, any::<u8>()), proptest::option::weighted(0.3, any::<u8>()))
+            .prop_map(|(leaf, branch)| Op::Reopen { leaf, branch }),
     ]
+}
+
+/// A write (or a read, or a flush) with a clone or comparison of a key
+/// armed to panic: at any point of it, from the descent to the root's
+/// growth.
+fn panicking_op() -> impl Strategy<Value = Op> {
+    let trigger = prop_oneof![Just(Trigger::Clone), Just(Trigger::Compare)];
+    let op = prop_oneof![
+        10 => (key(), any::<Value>()).prop_map(|(k, v)| Op::Insert(k, v)),
+        2 => (key(), any::<Value>()).prop_map(|(k, v)| Op::TryInsert(k, v)),
+        5 => key().prop_map(Op::Remove),
+        1 => (key(), any::<u8>()).prop_map(|(k, n)| Op::RemoveRun(k, n)),
+        2 => (key(), proptest::option::of(0..4u32), proptest::option::of(0..4u32))
+            .prop_map(|(key, expected, new)| Op::CompareAndSwap { key, expected, new }),
+        2 => Just(Op::PopFirst),
+        2 => Just(Op::PopLast),
+        2 => proptest::collection::vec((key(), any::<Value>()), 0..20).prop_map(Op::Extend),
+        1 => key().prop_map(Op::Get),
+        1 => prop_oneof![Just(Op::First), Just(Op::Last)],
+        1 => (end(), end(), proptest::collection::vec(any::<bool>(), 0..20), proptest::option::of(any::<u8>()))
+            .prop_map(|(start, end, backs, fail)| Op::Range { start, end, backs, fail }),
+        1 => Just(Op::Flush),
+    ];
+    // In memory a write makes at most ~40 clones or comparisons (tiny
+    // nodes, 300 keys); over a store, loads and evictions add more (a
+    // hundred or two; a pop's up to ~500, past what a u8 reaches).
+    let at = prop_oneof![3 => 1..=64u8, 1 => 65..=255u8];
+    (trigger, at, op).prop_map(|(trigger, at, op)| Op::Panicking { trigger, at, op: Box::new(op) })
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![35 => plain_op(), 6 => panicking_op()]
 }
 
 fn config() -> impl Strategy<Value = Config> {
@@ -51,31 +93,33 @@ proptest! {
 
     #[test]
     fn matches_btreemap(config in config(), ops in proptest::collection::vec(op(), 1..400)) {
-        let tree = BTree::with_config(config).unwrap();
-        let mut model = BTreeMap::new();
+        let mut subject = Subject::in_memory(BTree::with_config(config).unwrap(), BTreeMap::new());
         for op in &ops {
-            apply(&tree, &mut model, op);
+            subject.apply(op);
         }
-        check(&tree, &model);
+        subject.check();
     }
 
-    /// The same over a store with a budget of a few nodes: leaves are
-    /// evicted and reloaded constantly, flushes and reopens are in the mix,
-    /// and a reopen must show exactly what the last flush held.
+    /// The same over a store with a budget of a few nodes (under 1 KiB in
+    /// half the cases, at most 16 KiB): leaves are
+    /// evicted and reloaded constantly (so range walks load leaves, and
+    /// some of those reads fail), flushes and reopens (some with other
+    /// capacities) are in the mix, and a reopen must show a state since
+    /// the last flush.
     #[test]
     fn trees_over_a_store_match_too(
         config in config(),
-        budget in 1usize..16,
+        budget in prop_oneof![1usize..1024, 1024usize..16 << 10],
         initial in proptest::collection::btree_map(key(), any::<Value>(), 0..300),
         ops in proptest::collection::vec(op(), 1..300),
     ) {
-        let mut subject = Subject::over_store(config.memory_budget(budget << 10), initial);
+        let mut subject = Subject::over_store(config.memory_budget(budget), initial);
         for op in &ops {
             subject.apply(op);
         }
         subject.check();
         subject.apply(&Op::Flush);
-        subject.apply(&Op::Reopen);
+        subject.apply(&Op::REOPEN);
         subject.check();
     }
 
@@ -85,13 +129,13 @@ proptest! {
         initial in proptest::collection::btree_map(key(), any::<Value>(), 0..300),
         ops in proptest::collection::vec(op(), 0..200),
     ) {
-        let tree = BTree::from_sorted(initial.clone(), config).unwrap();
-        let mut model = initial;
-        check(&tree, &model);
+        let tree = BTree::from_sorted(initial.iter().map(|(k, v)| (common::panicky::Key(*k), *v)), config).unwrap();
+        let mut subject = Subject::in_memory(tree, initial);
+        subject.check();
         for op in &ops {
-            apply(&tree, &mut model, op);
+            subject.apply(op);
         }
-        check(&tree, &model);
+        subject.check();
     }
 }
 

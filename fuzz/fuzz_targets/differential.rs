@@ -1,15 +1,22 @@
 //! Replays an arbitrary sequence of every public `BTree` call against the
 //! tree (tiny nodes, chosen by the input) and `std::collections::BTreeMap`,
 //! comparing each answer, then checks `verify()` and a full scan both ways.
-//! When the input asks for a store, the tree lives over a `MemoryStore`
-//! with a budget of a few nodes (constant eviction and reloading), and the
-//! sequence may flush and reopen: a reopen must show the last checkpoint.
+//! Keys panic on command (`Op::Panicking`: the tree must be left as before
+//! the call or as after it). When the input asks for a store, the tree
+//! lives over a `FaultyStore` with a budget of a few nodes (constant
+//! eviction and reloading, range walks meeting failed reads), and the
+//! sequence may flush and reopen (with other capacities): a reopen must
+//! show a state since the last flush.
 //!
 //! `cargo fuzz run -s none differential` (works on stable).
 #![no_main]
 
+#[path = "../../tests/common/faulty.rs"]
+mod faulty;
 #[path = "../../tests/common/ops.rs"]
 mod ops;
+#[path = "../../tests/common/panicky.rs"]
+mod panicky;
 
 use std::collections::BTreeMap;
 
@@ -36,13 +43,16 @@ fuzz_target!(|input: Input| {
         Some(kib) => {
             ops::Subject::over_store(config.memory_budget((1 + usize::from(kib % 16)) << 10), initial)
         }
-        None => ops::Subject::in_memory(BTree::from_sorted(initial.clone(), config).unwrap(), initial),
+        None => {
+            let entries = initial.iter().map(|(k, v)| (panicky::Key(*k), *v));
+            ops::Subject::in_memory(BTree::from_sorted(entries, config).unwrap(), initial)
+        }
     };
     for op in &input.ops {
         subject.apply(op);
     }
     subject.check();
     subject.apply(&ops::Op::Flush);
-    subject.apply(&ops::Op::Reopen);
+    subject.apply(&ops::Op::REOPEN);
     subject.check();
 });

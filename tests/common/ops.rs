@@ -2,18 +2,37 @@
 //! every public call of `BTree`, replayed against the tree and against
 //! `std::collections::BTreeMap`, with each result compared.
 //!
-//! The fuzz target includes this file with `#[path]`, and derives
-//! `Arbitrary` through `cfg(fuzzing)`.
+//! The tree's keys are [`panicky::Key`]s, so any call can be made to panic
+//! in a key's `Clone` or `Ord` ([`Op::Panicking`]); the ops and the model
+//! name keys by their `u16`, whose calls never panic. A tree over a store
+//! lives over a [`FaultyStore`], so a range walk can meet failed reads.
+//!
+//! The fuzz target includes this file with `#[path]` (next to `panicky.rs`
+//! and `faulty.rs`, which it reaches as `super::`), and derives `Arbitrary`
+//! through `cfg(fuzzing)`.
 
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
 use std::ops::Bound;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
-use ghostbtree::{BTree, CompareAndSwapError, Config, MemoryStore};
+use ghostbtree::{BTree, CompareAndSwapError, Config};
 
+use super::faulty::{self, FaultyStore};
+use super::panicky::{self, Trigger};
+
+/// A key as the ops and the model name it; the tree holds it as
+/// `panicky::Key(key)`.
 pub type Key = u16;
 pub type Value = u32;
+/// The tree under test.
+pub type Tree = BTree<panicky::Key, Value>;
+/// The model.
+pub type Model = BTreeMap<Key, Value>;
 
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(fuzzing, derive(arbitrary::Arbitrary))]
@@ -42,39 +61,189 @@ pub enum Op {
     Last,
     Len,
     Extend(Vec<(Key, Value)>),
+    /// `remove` of each key from `start` on, `1 + n % 16` of them, one
+    /// call each (not a call of its own: it empties whole leaves, which
+    /// stay in the tree, for the walks to cross).
+    RemoveRun(Key, u8),
     /// A range walked from both ends: `true` takes from the back.
+    ///
+    /// `fail: Some(n)` (trees over a store): every `1 + n % 4`th store read
+    /// of the walk fails. An `Err` consumes nothing: the walk goes on with
+    /// its next step (from either end) and every `Ok` must be exactly the
+    /// entry the model says comes next from that end.
     Range {
         start: End,
         end: End,
         backs: Vec<bool>,
+        fail: Option<u8>,
     },
     /// Checkpoint (trees over a store; a no-op in memory).
     Flush,
     /// Drop the tree and open the store again: what was flushed survives,
-    /// what was not is gone (trees over a store; a no-op in memory).
-    Reopen,
+    /// what was not is gone (trees over a store; a no-op in memory). A
+    /// `Some` capacity reopens with another one, `2 + n % 7` entries per
+    /// leaf, `3 + n % 6` children per branch, kept from then on.
+    Reopen {
+        leaf: Option<u8>,
+        branch: Option<u8>,
+    },
+    /// `op` with the `at`th (`at >= 1`; 0 counts as 1) call of `trigger` of
+    /// a key on this thread armed to panic. Without a panic, the answers
+    /// are compared as usual. With one, the panic must reach the caller and
+    /// leave the tree as before `op` or as after it (for `Extend`, after
+    /// any prefix of its inserts, `RemoveRun` of its removes), `len()`
+    /// exact and `verify()` clean (an unposted separator allowed); a
+    /// panicking flush keeps the previous checkpoint. Reopen and a nested
+    /// `Panicking` run unarmed (by the inner trigger only).
+    Panicking {
+        trigger: Trigger,
+        at: u8,
+        op: Box<Op>,
+    },
 }
 
-fn bound(end: End) -> Bound<Key> {
+impl Op {
+    /// A reopen with the capacities unchanged.
+    pub const REOPEN: Op = Op::Reopen { leaf: None, branch: None };
+}
+
+fn bound(end: End) -> Bound<panicky::Key> {
     match end {
-        End::Included(key) => Bound::Included(key),
-        End::Excluded(key) => Bound::Excluded(key),
+        End::Included(key) => Bound::Included(panicky::Key(key)),
+        End::Excluded(key) => Bound::Excluded(panicky::Key(key)),
         End::Unbounded => Bound::Unbounded,
     }
 }
 
-fn contains(range: &(Bound<Key>, Bound<Key>), key: Key) -> bool {
-    let above = match range.0 {
-        Bound::Included(start) => key >= start,
-        Bound::Excluded(start) => key > start,
-        Bound::Unbounded => true,
+fn contains(start: End, end: End, key: Key) -> bool {
+    let above = match start {
+        End::Included(start) => key >= start,
+        End::Excluded(start) => key > start,
+        End::Unbounded => true,
     };
-    let below = match range.1 {
-        Bound::Included(end) => key <= end,
-        Bound::Excluded(end) => key < end,
-        Bound::Unbounded => true,
+    let below = match end {
+        End::Included(end) => key <= end,
+        End::Excluded(end) => key < end,
+        End::Unbounded => true,
     };
     above && below
+}
+
+/// The keys of [`Op::RemoveRun`].
+fn run(start: Key, n: u8) -> impl Iterator<Item = Key> {
+    (0..1 + u16::from(n % 16)).map_while(move |i| start.checked_add(i))
+}
+
+fn plain((key, value): (panicky::Key, Value)) -> (Key, Value) {
+    (key.0, value)
+}
+
+/// The tree's entries (read with no trigger armed).
+pub fn contents(tree: &Tree) -> Result<Vec<(Key, Value)>, ghostbtree::Error> {
+    tree.iter().map(|entry| entry.map(plain)).collect()
+}
+
+fn entries(model: &Model) -> Vec<(Key, Value)> {
+    model.iter().map(|(k, v)| (*k, *v)).collect()
+}
+
+/// Whether a caught panic is one `panicky` injected.
+fn injected(payload: &(dyn std::any::Any + Send)) -> bool {
+    payload.downcast_ref::<String>().is_some_and(|m| m.starts_with("injected panic"))
+}
+
+/// The states `op` may leave a tree in that was `before` if it panics:
+/// the state before it, then after each step of it.
+fn states(before: &Model, op: &Op) -> Vec<Model> {
+    let mut states = vec![before.clone()];
+    let mut after = before.clone();
+    match op {
+        Op::Insert(key, value) => drop(after.insert(*key, *value)),
+        Op::TryInsert(key, value) => drop(after.entry(*key).or_insert(*value)),
+        Op::Remove(key) => drop(after.remove(key)),
+        Op::CompareAndSwap { key, expected, new } => {
+            if after.get(key) == expected.as_ref() {
+                match new {
+                    Some(value) => drop(after.insert(*key, *value)),
+                    None => drop(after.remove(key)),
+                }
+            }
+        }
+        Op::PopFirst => drop(after.pop_first()),
+        Op::PopLast => drop(after.pop_last()),
+        Op::Extend(entries) => {
+            for (key, value) in entries {
+                after.insert(*key, *value);
+                states.push(after.clone());
+            }
+            return states;
+        }
+        Op::RemoveRun(start, n) => {
+            for key in run(*start, *n) {
+                after.remove(&key);
+                states.push(after.clone());
+            }
+            return states;
+        }
+        _ => return states,
+    }
+    states.push(after);
+    states
+}
+
+/// How long one op (or the final check) may take before the watchdog
+/// calls it a hang.
+const HANG: Duration = Duration::from_secs(if cfg!(miri) { 3600 } else { 20 });
+
+/// What a [`Subject`] is doing, for the watchdog: since when it runs the
+/// current op, and every op so far.
+#[derive(Default)]
+struct Progress {
+    setup: String,
+    busy_since: Option<Instant>,
+    /// Busy with a check, not an op.
+    checking: bool,
+    ops: Vec<Op>,
+}
+
+/// Subjects being watched.
+static WATCHED: Mutex<Vec<Weak<Mutex<Progress>>>> = Mutex::new(Vec::new());
+
+/// Registers a subject with the watchdog, started on first use: a tree
+/// that deadlocks (a load or a lock left behind by a panic) would hang the
+/// test without a word, so an op that runs for [`HANG`] aborts the process
+/// with the op sequence.
+fn watch(setup: String) -> Arc<Mutex<Progress>> {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        std::thread::spawn(|| {
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let mut watched = WATCHED.lock().unwrap_or_else(PoisonError::into_inner);
+                watched.retain(|progress| progress.strong_count() > 0);
+                for progress in watched.iter().filter_map(Weak::upgrade) {
+                    let progress = progress.lock().unwrap_or_else(PoisonError::into_inner);
+                    if progress.busy_since.is_some_and(|since| since.elapsed() > HANG) {
+                        // Straight to stderr: the test harness's capture
+                        // would swallow an `eprintln!`, and we abort.
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "HANG: {} {} ({:?}) has not returned in {HANG:?} (a deadlock?); {}, ops {:?}",
+                            if progress.checking { "the check after op" } else { "op" },
+                            progress.ops.len(),
+                            progress.ops.last(),
+                            progress.setup,
+                            progress.ops,
+                        );
+                        std::process::abort();
+                    }
+                }
+            }
+        });
+    });
+    let progress = Arc::new(Mutex::new(Progress { setup, ..Progress::default() }));
+    WATCHED.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::downgrade(&progress));
+    progress
 }
 
 /// A tree under test, in memory or over a store, with its model: the map it
@@ -83,38 +252,140 @@ fn contains(range: &(Bound<Key>, Bound<Key>), key: Key) -> bool {
 /// a reopen must show the state after the last flush or after some later
 /// operation.
 pub struct Subject {
-    pub tree: BTree<Key, Value>,
-    pub model: BTreeMap<Key, Value>,
+    pub tree: Tree,
+    pub model: Model,
     /// The model after the last flush, then after each operation since.
-    durable: Vec<BTreeMap<Key, Value>>,
-    store: Option<(MemoryStore, Config)>,
+    durable: Vec<Model>,
+    store: Option<(FaultyStore, Config)>,
+    /// Ops applied so far (for failure messages).
+    step: usize,
+    /// An injected panic has fired: a split's separator may be left
+    /// unposted (legal, found by moving right).
+    panicked: bool,
+    progress: Arc<Mutex<Progress>>,
 }
 
 impl Subject {
-    pub fn in_memory(tree: BTree<Key, Value>, model: BTreeMap<Key, Value>) -> Subject {
-        Subject { tree, durable: Vec::new(), model, store: None }
+    pub fn in_memory(tree: Tree, model: Model) -> Subject {
+        panicky::quiet_injected_panics();
+        let progress = watch(format!("in memory, {:?}, initial {model:?}", tree.config()));
+        Subject { tree, durable: Vec::new(), model, store: None, step: 0, panicked: false, progress }
     }
 
     /// A tree over a fresh store holding `initial`, flushed.
-    pub fn over_store(config: Config, initial: BTreeMap<Key, Value>) -> Subject {
-        let store = MemoryStore::new();
+    pub fn over_store(config: Config, initial: Model) -> Subject {
+        panicky::quiet_injected_panics();
+        let progress = watch(format!("over a store, {config:?}, initial {initial:?}"));
+        let store = FaultyStore::new(0x5eed);
         let tree = BTree::open(store.clone(), config.clone()).unwrap();
-        tree.extend(initial.clone()).unwrap();
+        tree.extend(initial.iter().map(|(k, v)| (panicky::Key(*k), *v))).unwrap();
         tree.flush().unwrap();
-        Subject { tree, durable: vec![initial.clone()], model: initial, store: Some((store, config)) }
+        Subject {
+            tree,
+            durable: vec![initial.clone()],
+            model: initial,
+            store: Some((store, config)),
+            step: 0,
+            panicked: false,
+            progress,
+        }
+    }
+
+    /// The store's fault counters, if over a store.
+    pub fn store(&self) -> Option<&FaultyStore> {
+        self.store.as_ref().map(|(store, _)| store)
+    }
+
+    fn busy(&self, op: Option<&Op>) {
+        let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        progress.ops.extend(op.cloned());
+        progress.checking = op.is_none();
+        progress.busy_since = Some(Instant::now());
+    }
+
+    fn idle(&self) {
+        self.progress.lock().unwrap_or_else(PoisonError::into_inner).busy_since = None;
     }
 
     pub fn apply(&mut self, op: &Op) {
+        self.step += 1;
+        self.busy(Some(op));
+        self.dispatch(op);
+        self.idle();
+    }
+
+    fn dispatch(&mut self, op: &Op) {
+        match op {
+            // Unarmed: a tree cannot be dropped and opened halfway.
+            Op::Panicking { op: inner, .. } if matches!(**inner, Op::Reopen { .. }) => self.run(inner),
+            // By the inner trigger only.
+            Op::Panicking { op: inner, .. } if matches!(**inner, Op::Panicking { .. }) => {
+                self.dispatch(inner)
+            }
+            Op::Panicking { trigger, at, op: inner } => self.run_panicking(*trigger, *at, inner),
+            _ => self.run(op),
+        }
+    }
+
+    fn run_panicking(&mut self, trigger: Trigger, at: u8, op: &Op) {
+        let at = u32::from(at.max(1));
+        let before = self.model.clone();
+        panicky::arm(trigger, at);
+        let result = catch_unwind(AssertUnwindSafe(|| self.run(op)));
+        panicky::disarm();
+        let payload = match result {
+            Ok(()) => return,
+            Err(payload) if injected(&*payload) => payload,
+            Err(payload) => resume_unwind(payload),
+        };
+        drop(payload);
+        self.panicked = true;
+        let what = format!("op {} {op:?}, the {trigger:?} call {at} panicked", self.step);
+        let now = contents(&self.tree).unwrap_or_else(|e| panic!("{what}: then a scan failed: {e}"));
+        let states = states(&before, op);
+        let Some(i) =
+            states.iter().rposition(|state| state.iter().map(|(k, v)| (*k, *v)).eq(now.iter().copied()))
+        else {
+            panic!(
+                "{what}: the tree holds neither the state before the op nor {}:\n  tree   {now:?}\n  before {:?}\n  after  {:?}",
+                if states.len() > 2 { "one after some of its steps" } else { "the one after it" },
+                entries(&before),
+                entries(states.last().unwrap()),
+            );
+        };
+        self.model = states[i].clone();
+        if self.store.is_some() {
+            // A checkpoint may have started during the op, before any of
+            // its steps (a panicking flush leaves the last one intact).
+            self.durable.extend(states.into_iter().take(i + 1).skip(1));
+        }
+        let report = self.tree.verify().unwrap_or_else(|e| panic!("{what}: then verify failed: {e}"));
+        assert!(report.is_ok(), "{what}: then verify: {report}: {:?}", report.violations);
+        assert_eq!(self.tree.len(), now.len(), "{what}: then len() against the entries {now:?}");
+    }
+
+    /// Applies a plain op (any op but `Panicking`).
+    fn run(&mut self, op: &Op) {
+        let step = self.step;
         match (op, &self.store) {
             (Op::Flush, Some(_)) => {
                 self.tree.flush().unwrap();
                 self.durable = vec![self.model.clone()];
             }
-            (Op::Reopen, Some((store, config))) => {
+            (Op::Reopen { leaf, branch }, Some((store, config))) => {
+                let mut config = config.clone();
+                if let Some(leaf) = leaf {
+                    config = config.leaf_capacity(2 + usize::from(leaf % 7));
+                }
+                if let Some(branch) = branch {
+                    config = config.branch_capacity(3 + usize::from(branch % 6));
+                }
+                let store = store.clone();
                 self.tree = BTree::open(store.clone(), config.clone()).unwrap();
+                self.store = Some((store, config.clone()));
                 let len = self.tree.len();
-                let entries: Vec<(Key, Value)> = self.tree.iter().collect::<Result<_, _>>().unwrap();
-                assert_eq!(entries.len(), len, "reopened length");
+                let entries: Vec<(Key, Value)> = contents(&self.tree).unwrap();
+                assert_eq!(entries.len(), len, "op {step} {op:?}: reopened length against the entries");
                 let Some(state) = self
                     .durable
                     .iter()
@@ -122,7 +393,7 @@ impl Subject {
                     .find(|m| m.iter().map(|(k, v)| (*k, *v)).eq(entries.iter().copied()))
                 else {
                     panic!(
-                        "reopened tree matches no state since the last flush:\n  reopened {entries:?}\n  flushed {:?}\n  now {:?}",
+                        "op {step} {op:?}: reopened tree matches no state since the last flush:\n  reopened {entries:?}\n  flushed {:?}\n  now {:?}",
                         self.durable.first(),
                         self.model
                     );
@@ -130,13 +401,25 @@ impl Subject {
                 self.model = state.clone();
                 self.durable = vec![self.model.clone()];
             }
-            (Op::Flush | Op::Reopen, None) => {}
+            (Op::Flush | Op::Reopen { .. }, None) => {}
             (Op::Extend(entries), Some(_)) => {
+                self.tree.extend(entries.iter().map(|(k, v)| (panicky::Key(*k), *v))).unwrap();
                 // Each insert of an `extend` is an operation: a checkpoint
                 // may fall between any two.
                 for (key, value) in entries {
-                    self.apply(&Op::Insert(*key, *value));
+                    self.model.insert(*key, *value);
+                    self.durable.push(self.model.clone());
                 }
+            }
+            (Op::RemoveRun(start, n), Some(_)) => {
+                for key in run(*start, *n) {
+                    apply(&self.tree, &mut self.model, &Op::Remove(key));
+                    self.durable.push(self.model.clone());
+                }
+            }
+            (Op::Range { start, end, backs, fail }, Some((store, _))) => {
+                let faults = fail.map(|n| (store, 1 + u64::from(n % 4)));
+                walk(&self.tree, &self.model, op, (*start, *end), backs, faults);
             }
             _ => {
                 apply(&self.tree, &mut self.model, op);
@@ -148,16 +431,94 @@ impl Subject {
     }
 
     pub fn check(&self) {
-        check(&self.tree, &self.model);
+        self.busy(None);
+        check(&self.tree, &self.model, self.panicked, &format!("check after op {}", self.step));
+        self.idle();
+    }
+}
+
+/// Walks `range` as `backs` says, then drains the front, comparing each
+/// item with the model. With `faults`, every `n`th store read fails: an
+/// `Err` must come from an injected failure, consumes nothing, and the
+/// walk goes on (the failure re-armed only after an `Ok`, so the call
+/// after an `Err` reads without failing).
+fn walk(
+    tree: &Tree,
+    model: &Model,
+    op: &Op,
+    (start, end): (End, End),
+    backs: &[bool],
+    faults: Option<(&FaultyStore, u64)>,
+) {
+    let mut want: VecDeque<(Key, Value)> =
+        model.iter().filter(|(k, _)| contains(start, end, **k)).map(|(k, v)| (*k, *v)).collect();
+    let arm = || {
+        if let Some((store, n)) = faults {
+            store.fail_nth(faulty::Op::Read, n);
+        }
+    };
+    let injected = || faults.map_or(0, |(store, _)| store.injected(faulty::Op::Read));
+    // The failures stop with the walk, even one a panic cuts short.
+    let _disarm = faults.map(|(store, _)| Disarm(store));
+    let mut iter = tree.range((bound(start), bound(end)));
+    let mut log = Vec::new();
+    let mut steps = backs.iter().copied();
+    // Every `backs` step, then as many from the front as the range holds,
+    // and one more (past the end); an `Err` does not count as a step.
+    let mut drain = want.len() + 1;
+    let limit = backs.len() + 4 * (want.len() + 4);
+    arm();
+    for call in 0.. {
+        assert!(call < limit, "{op:?}: the walk does not end: {log:?}");
+        let (back, draining) = match steps.next() {
+            Some(back) => (back, false),
+            None if drain > 0 => (false, true),
+            None => break,
+        };
+        let failures = injected();
+        let got = if back { iter.next_back() } else { iter.next() };
+        let side = if back { "back" } else { "front" };
+        let got = match got.map(|item| item.map(plain)) {
+            Some(Err(error)) => {
+                assert!(
+                    injected() > failures,
+                    "{op:?}: {side}: Err with no failure injected: {error} (after {log:?})"
+                );
+                log.push(format!("{side}: Err"));
+                continue;
+            }
+            Some(Ok(entry)) => Some(entry),
+            None => None,
+        };
+        let expected = if back { want.pop_back() } else { want.pop_front() };
+        log.push(format!("{side}: {got:?}"));
+        assert!(
+            got == expected,
+            "{op:?}: {side} yielded {got:?} where the model says {expected:?} (the walk so far {log:?})"
+        );
+        drain -= usize::from(draining);
+        arm();
+    }
+}
+
+/// Stops the store's read failures when dropped.
+struct Disarm<'a>(&'a FaultyStore);
+
+impl Drop for Disarm<'_> {
+    fn drop(&mut self) {
+        self.0.fail_nth(faulty::Op::Read, 0);
     }
 }
 
 /// Applies `op` to both, panicking with the op if their answers differ.
-pub fn apply(tree: &BTree<Key, Value>, model: &mut BTreeMap<Key, Value>, op: &Op) {
+/// Flush, Reopen and Panicking only flush here; [`Subject::apply`] runs
+/// them.
+pub fn apply(tree: &Tree, model: &mut Model, op: &Op) {
+    use panicky::Key as K;
     match op.clone() {
-        Op::Flush | Op::Reopen => tree.flush().unwrap(),
+        Op::Flush | Op::Reopen { .. } | Op::Panicking { .. } => tree.flush().unwrap(),
         Op::Insert(key, value) => {
-            assert_eq!(tree.insert(key, value).unwrap(), model.insert(key, value), "{op:?}")
+            assert_eq!(tree.insert(K(key), value).unwrap(), model.insert(key, value), "{op:?}")
         }
         Op::TryInsert(key, value) => {
             let expected = match model.get(&key) {
@@ -167,12 +528,12 @@ pub fn apply(tree: &BTree<Key, Value>, model: &mut BTreeMap<Key, Value>, op: &Op
                     None
                 }
             };
-            assert_eq!(tree.try_insert(key, value).unwrap(), expected, "{op:?}");
+            assert_eq!(tree.try_insert(K(key), value).unwrap(), expected, "{op:?}");
         }
-        Op::Remove(key) => assert_eq!(tree.remove(&key).unwrap(), model.remove(&key), "{op:?}"),
-        Op::Get(key) => assert_eq!(tree.get(&key).unwrap(), model.get(&key).copied(), "{op:?}"),
+        Op::Remove(key) => assert_eq!(tree.remove(&K(key)).unwrap(), model.remove(&key), "{op:?}"),
+        Op::Get(key) => assert_eq!(tree.get(&K(key)).unwrap(), model.get(&key).copied(), "{op:?}"),
         Op::ContainsKey(key) => {
-            assert_eq!(tree.contains_key(&key).unwrap(), model.contains_key(&key), "{op:?}")
+            assert_eq!(tree.contains_key(&K(key)).unwrap(), model.contains_key(&key), "{op:?}")
         }
         Op::CompareAndSwap { key, expected, new } => {
             let current = model.get(&key).copied();
@@ -185,46 +546,51 @@ pub fn apply(tree: &BTree<Key, Value>, model: &mut BTreeMap<Key, Value>, op: &Op
             } else {
                 Err(CompareAndSwapError { current, proposed: new })
             };
-            assert_eq!(tree.compare_and_swap(key, expected.as_ref(), new).unwrap(), want, "{op:?}");
+            assert_eq!(tree.compare_and_swap(K(key), expected.as_ref(), new).unwrap(), want, "{op:?}");
         }
-        Op::PopFirst => assert_eq!(tree.pop_first().unwrap(), model.pop_first(), "{op:?}"),
-        Op::PopLast => assert_eq!(tree.pop_last().unwrap(), model.pop_last(), "{op:?}"),
+        Op::PopFirst => assert_eq!(tree.pop_first().unwrap().map(plain), model.pop_first(), "{op:?}"),
+        Op::PopLast => assert_eq!(tree.pop_last().unwrap().map(plain), model.pop_last(), "{op:?}"),
         Op::First => {
             let want = model.first_key_value().map(|(k, v)| (*k, *v));
-            assert_eq!(tree.first_key_value().unwrap(), want, "{op:?}");
+            assert_eq!(tree.first_key_value().unwrap().map(plain), want, "{op:?}");
         }
         Op::Last => {
             let want = model.last_key_value().map(|(k, v)| (*k, *v));
-            assert_eq!(tree.last_key_value().unwrap(), want, "{op:?}");
+            assert_eq!(tree.last_key_value().unwrap().map(plain), want, "{op:?}");
         }
         Op::Len => assert_eq!(tree.len(), model.len(), "{op:?}"),
         Op::Extend(entries) => {
-            tree.extend(entries.iter().copied()).unwrap();
+            tree.extend(entries.iter().map(|(k, v)| (K(*k), *v))).unwrap();
             model.extend(entries);
         }
-        Op::Range { start, end, backs } => {
-            let range = (bound(start), bound(end));
-            let mut want: VecDeque<(Key, Value)> =
-                model.iter().filter(|(k, _)| contains(&range, **k)).map(|(k, v)| (*k, *v)).collect();
-            let mut iter = tree.range(range);
-            // Walk as `backs` says, then drain the front.
-            for &back in backs.iter().chain(std::iter::repeat_n(&false, want.len() + 1)) {
-                let (got, expected) =
-                    if back { (iter.next_back(), want.pop_back()) } else { (iter.next(), want.pop_front()) };
-                assert_eq!(got.transpose().unwrap(), expected, "{op:?}");
+        Op::RemoveRun(start, n) => {
+            for key in run(start, n) {
+                assert_eq!(tree.remove(&K(key)).unwrap(), model.remove(&key), "{op:?}: remove({key})");
             }
         }
+        Op::Range { start, end, ref backs, .. } => walk(tree, model, op, (start, end), backs, None),
     }
 }
 
-/// Checks the whole tree against the model and its own invariants.
-pub fn check(tree: &BTree<Key, Value>, model: &BTreeMap<Key, Value>) {
-    let report = tree.verify().unwrap();
-    assert!(report.is_ok(), "{report}");
-    assert_eq!(report.unposted, 0, "{report}");
-    assert_eq!(tree.len(), model.len());
-    let all: Vec<(Key, Value)> = tree.iter().collect::<Result<_, _>>().unwrap();
-    assert!(all.iter().copied().eq(model.iter().map(|(k, v)| (*k, *v))));
-    let reversed: Vec<(Key, Value)> = tree.iter().rev().collect::<Result<_, _>>().unwrap();
-    assert!(reversed.iter().copied().eq(model.iter().rev().map(|(k, v)| (*k, *v))));
+/// Checks the whole tree against the model and its own invariants
+/// (`what`: when, for the messages). After an injected panic (`panicked`)
+/// a separator may be left unposted.
+pub fn check(tree: &Tree, model: &Model, panicked: bool, what: &str) {
+    let report = tree.verify().unwrap_or_else(|e| panic!("{what}: verify failed: {e}"));
+    assert!(report.is_ok(), "{what}: verify: {report}: {:?}", report.violations);
+    if !panicked {
+        assert_eq!(report.unposted, 0, "{what}: verify: {report}");
+    }
+    assert_eq!(tree.len(), model.len(), "{what}: len() against the model");
+    let all = contents(tree).unwrap_or_else(|e| panic!("{what}: a scan failed: {e}"));
+    assert!(
+        all.iter().copied().eq(model.iter().map(|(k, v)| (*k, *v))),
+        "{what}: tree {all:?}\n  model {model:?}"
+    );
+    let reversed: Vec<(Key, Value)> =
+        tree.iter().rev().map(|e| e.map(plain)).collect::<Result<_, _>>().unwrap();
+    assert!(
+        reversed.iter().copied().eq(model.iter().rev().map(|(k, v)| (*k, *v))),
+        "{what}: reversed scan {reversed:?}\n  model {model:?}"
+    );
 }

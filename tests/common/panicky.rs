@@ -73,6 +73,14 @@ impl PartialEq for Key {
 
 impl Eq for Key {}
 
+/// By hand, as `PartialEq` is (clippy's `derived_hash_with_manual_eq`);
+/// hashing never panics.
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
 impl PartialOrd for Key {
     fn partial_cmp(&self, other: &Key) -> Option<Ordering> {
         Some(self.cmp(other))
