@@ -44,7 +44,9 @@ type Cursor<K, V> = (NodeArc<K, V>, usize);
 /// [`BTree::iter`](crate::BTree::iter).
 ///
 /// Items are `Result`s: reaching the next leaf may need a load that fails.
-/// After an `Err`, the next call retries from the same position.
+/// An `Err` consumes nothing: the next call, from either end, goes on from
+/// where that end stood, and over the whole iteration each key is still
+/// yielded at most once (and every key present throughout exactly once).
 pub struct Range<'a, K, V> {
     tree: &'a Tree<K, V>,
     start: Bound<K>,

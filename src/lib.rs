@@ -66,8 +66,16 @@
 //!   twice, and every key present for the whole iteration (see [`Range`]).
 //! - [`BTree::len`] is exact when no write is in flight and costs no shared
 //!   counter on writes.
-//! - A panic in a key's `Ord` or `Clone` during a write leaves the tree as it
-//!   was before that write (versions are built aside and published whole).
+//! - `pop_first` / `pop_last` remove an entry that was the smallest / largest
+//!   at some moment during the call (see [`BTree::pop_first`]).
+//! - A panic in a key's `Ord` or `Clone` during an operation propagates to
+//!   the caller and leaves the tree as it was before a write or as the write
+//!   left it, never in between: versions are built aside and published
+//!   whole, and the entry count is taken at that swap. A panic after it
+//!   (while posting a split's separator to the parent) leaves the separator
+//!   unposted, which is legal and posted by a later write. Other threads
+//!   carry on, and a panicking load or checkpoint leaves the node a ghost
+//!   and the previous checkpoint whole.
 //!
 //! `BTree<K, V>` is `Send + Sync`, and its iterators `Send`, when `K` and `V`
 //! are `Send + Sync`; a key type that is not, such as `Rc`, makes the tree

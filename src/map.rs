@@ -159,13 +159,20 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
     }
 
     /// Removes and returns the entry with the smallest key (ZODB's
-    /// `popitem`). Under concurrent inserts of smaller keys it removes the
-    /// smallest of some moment during the call.
+    /// `popitem`); `None` if the tree was empty at some moment during the
+    /// call.
+    ///
+    /// Under concurrent writes the entry removed was the smallest at some
+    /// moment during the call (when the pop read the leaf it removes from),
+    /// and it is removed at once if still present; a smaller key inserted
+    /// after that moment may already be in the tree when the call returns.
+    /// Two pops never return the same entry.
     pub fn pop_first(&self) -> Result<Option<(K, V)>, Error> {
         self.tree.pop(false)
     }
 
-    /// Removes and returns the entry with the largest key.
+    /// Removes and returns the entry with the largest key; the mirror of
+    /// [`pop_first`](BTree::pop_first), with the same guarantee.
     pub fn pop_last(&self) -> Result<Option<(K, V)>, Error> {
         self.tree.pop(true)
     }
