@@ -33,8 +33,9 @@ use std::iter::FusedIterator;
 use std::ops::Bound;
 
 use crate::Error;
+use crate::engine::search::Seek;
 use crate::engine::slot::NodeArc;
-use crate::engine::tree::{Seek, Tree, leaf_of};
+use crate::engine::tree::{Tree, leaf_of};
 
 /// One end of a range: a leaf version and a position in it.
 type Cursor<K, V> = (NodeArc<K, V>, usize);

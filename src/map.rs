@@ -5,7 +5,8 @@ use std::fmt;
 use std::ops::{Bound, RangeBounds};
 
 use crate::engine::bulk;
-use crate::engine::tree::{Action, Tree};
+use crate::engine::search::Seek;
+use crate::engine::tree::{Action, Tree, leaf_of};
 use crate::{Codec, Config, Error, Range, Report, Stats, Store};
 use std::sync::Arc;
 
@@ -75,9 +76,8 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
     where
         K: Borrow<Q>,
     {
-        let leaf = self.tree.seek(crate::engine::tree::Seek::Key(key))?;
-        let leaf = crate::engine::tree::leaf_of(&leaf);
-        Ok(f(leaf.keys.binary_search_by(|k| k.borrow().cmp(key)).ok().map(|i| &leaf.vals[i])))
+        let leaf = self.tree.seek(Seek::Key(key))?;
+        Ok(f(leaf_of(&leaf).get(key)))
     }
 
     /// True if `key` has a value.

@@ -11,10 +11,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use crate::Error;
-use crate::engine::node::{Body, Node};
+use crate::engine::node::{Body, Misfit, Node, misfits};
 use crate::engine::slot::{NodeArc, Slot};
 use crate::engine::tree::{Held, Tree};
 
@@ -111,7 +110,7 @@ where
             // A version loaded from the store may be over capacity: a
             // checkpoint folds splits not posted yet into their parent's
             // image. Its next write splits it.
-            let loaded = node.meta.epoch == 0 && node.meta.stored.load(Ordering::Relaxed) != 0;
+            let loaded = node.meta.epoch == 0 && node.meta.stored.get().is_some();
             if node.len() > capacity && !loaded {
                 bad(format!("{}: {} entries, over the capacity {capacity}", at(), node.len()));
             }
@@ -192,18 +191,12 @@ fn check_keys<K: Ord + fmt::Debug, V>(
     at: &dyn Fn() -> String,
     bad: &mut impl FnMut(String),
 ) {
-    if let Some(i) = keys.windows(2).position(|pair| pair[0] >= pair[1]) {
-        bad(format!("{}: keys {:?} and {:?} out of order", at(), keys[i], keys[i + 1]));
-    }
-    if let (Some(low), Some(first)) = (&node.low, keys.first())
-        && (first < low || (branch && first == low))
-    {
-        bad(format!("{}: key {first:?} below the node's range", at()));
-    }
-    if let (Some(high), Some(last)) = (&node.high, keys.last())
-        && last >= high
-    {
-        bad(format!("{}: key {last:?} at or above the node's high key", at()));
+    for misfit in misfits(keys, node.low.as_ref(), node.high.as_ref(), branch) {
+        bad(match misfit {
+            Misfit::OutOfOrder(a, b) => format!("{}: keys {a:?} and {b:?} out of order", at()),
+            Misfit::Below(first) => format!("{}: key {first:?} below the node's range", at()),
+            Misfit::Above(last) => format!("{}: key {last:?} at or above the node's high key", at()),
+        });
     }
 }
 

@@ -229,3 +229,48 @@ fn pop_last_removes_a_key_that_was_the_largest() {
         check_final(&tree, &expected);
     });
 }
+
+/// A write racing a checkpoint, end to end: the image holds the insert if
+/// it completed before `flush` was called, and not if it started after
+/// `flush` returned (the epoch protocol of `engine/epoch.rs` under a
+/// tree, with the checkpoint's walk and the writer's split).
+#[test]
+fn a_write_racing_a_flush_is_in_the_image_exactly_when_it_should_be() {
+    use loom::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    model(|| {
+        let store = ghostbtree::MemoryStore::new();
+        let config = Config::new().leaf_capacity(2).branch_capacity(3);
+        let tree = {
+            let tree: BTree<u32, u32> = BTree::open(store.clone(), config.clone()).unwrap();
+            tree.insert(10, 10).unwrap();
+            tree.insert(20, 20).unwrap();
+            tree.flush().unwrap();
+            Arc::new(tree)
+        };
+        let (started, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let writer = thread::spawn({
+            let (tree, started, done) = (Arc::clone(&tree), Arc::clone(&started), Arc::clone(&done));
+            move || {
+                started.store(true, SeqCst);
+                tree.insert(15, 15).unwrap(); // splits the full leaf
+                done.store(true, SeqCst);
+            }
+        });
+        let done_before = done.load(SeqCst);
+        tree.flush().unwrap();
+        let started_after = started.load(SeqCst);
+        let image: BTree<u32, u32> = BTree::open(store.clone(), config.clone()).unwrap();
+        let has = image.get(&15).unwrap().is_some();
+        if done_before {
+            assert!(has, "an insert that completed before the flush is missing");
+        }
+        if !started_after {
+            assert!(!has, "an insert that started after the flush is in its image");
+        }
+        assert_eq!(image.len(), if has { 3 } else { 2 });
+        let report = image.verify().unwrap();
+        assert!(report.is_ok(), "{report}");
+        writer.join().unwrap();
+        check_final(&tree, &[10, 15, 20]);
+    });
+}

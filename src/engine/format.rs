@@ -36,7 +36,7 @@
 use crate::codec::{Codec, DecodeError};
 use crate::store::Address;
 
-use super::node::Entries;
+use super::node::{Entries, Misfit, misfits};
 
 const NODE_FORMAT: u8 = 1;
 const COMMIT_MAGIC: &[u8; 4] = b"GBTC";
@@ -206,21 +206,13 @@ pub(crate) fn decode_node<K: Codec + Ord, V: Codec>(
     Ok(Decoded { low, high, body })
 }
 
-/// Keys strictly increasing and inside `[low, high)` (`(low, high)` for a
-/// branch's separators).
+/// Keys strictly increasing and inside the node's bounds (`node.rs`).
 fn check_keys<K: Ord>(keys: &[K], low: Option<&K>, high: Option<&K>, branch: bool) -> Result<(), String> {
-    if keys.windows(2).any(|pair| pair[0] >= pair[1]) {
-        return Err("keys out of order".into());
+    match misfits(keys, low, high, branch).next() {
+        None => Ok(()),
+        Some(Misfit::OutOfOrder(..)) => Err("keys out of order".into()),
+        Some(Misfit::Below(_) | Misfit::Above(_)) => Err("a key lies outside the node's bounds".into()),
     }
-    let below = match (low, keys.first()) {
-        (Some(low), Some(first)) => first < low || (branch && first == low),
-        _ => false,
-    };
-    let above = matches!((high, keys.last()), (Some(high), Some(last)) if last >= high);
-    if below || above {
-        return Err("a key lies outside the node's bounds".into());
-    }
-    Ok(())
 }
 
 pub(crate) fn encode_commit(commit: &Commit) -> Result<Vec<u8>, TooLarge> {

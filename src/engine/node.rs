@@ -34,10 +34,10 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use super::cache::{Account, Charge, size_of_version};
-use super::cell::{Mutex, lock};
-use super::slot::{Slot, State};
-use std::sync::atomic::AtomicU64;
+use super::account::{Account, Charge};
+use super::slot::{NodeArc, Slot, version_overhead};
+use super::sync::{AtomicU64, Mutex, Ordering, lock};
+use crate::store::Address;
 
 /// One immutable version of a node.
 ///
@@ -65,26 +65,27 @@ pub(crate) struct Meta<K, V> {
     /// The version this one replaced, kept while a checkpoint of an older
     /// epoch may still need to write it; dropped once none can (see
     /// `forget_prev`), or versions would chain across checkpoints.
-    prev: Mutex<Option<Arc<State<K, V>>>>,
-    /// Where this version's image is stored (`0`: nowhere yet). A branch's
-    /// image also names its children's addresses, so a checkpoint that moves
-    /// a child rewrites it and updates this.
-    pub(crate) stored: AtomicU64,
+    prev: Mutex<Option<NodeArc<K, V>>>,
+    /// Where this version's image is stored, once it is. A branch's image
+    /// also names its children's addresses, so a checkpoint that moves a
+    /// child rewrites it and updates this.
+    pub(crate) stored: StoredAt,
     /// This version's share of the tree's memory count (trees over a store).
     pub(crate) charge: Option<Charge>,
 }
 
 impl<K, V> Meta<K, V> {
-    pub(crate) fn new(epoch: u64, prev: Option<Arc<State<K, V>>>) -> Meta<K, V> {
-        Meta { epoch, prev: Mutex::new(prev), stored: AtomicU64::new(0), charge: None }
+    pub(crate) fn new(epoch: u64, prev: Option<NodeArc<K, V>>) -> Meta<K, V> {
+        Meta { epoch, prev: Mutex::new(prev), stored: StoredAt(AtomicU64::new(NOWHERE)), charge: None }
     }
 
-    pub(crate) fn stored_at(address: u64) -> Meta<K, V> {
-        Meta { epoch: 0, prev: Mutex::new(None), stored: AtomicU64::new(address), charge: None }
+    /// The bookkeeping of a version loaded from the record at `address`.
+    pub(crate) fn loaded_from(address: Address) -> Meta<K, V> {
+        Meta { epoch: 0, prev: Mutex::new(None), stored: StoredAt(AtomicU64::new(address.0)), charge: None }
     }
 
     /// The version this one keeps for a checkpoint, if any.
-    pub(crate) fn prev(&self) -> Option<Arc<State<K, V>>> {
+    pub(crate) fn prev(&self) -> Option<NodeArc<K, V>> {
         lock(&self.prev).clone()
     }
 
@@ -93,6 +94,27 @@ impl<K, V> Meta<K, V> {
     pub(crate) fn forget_prev(&self) {
         let prev = lock(&self.prev).take();
         drop(prev); // outside the lock: it may free a chain of versions
+    }
+}
+
+/// Where a version is stored: a record's address once the commit naming
+/// it is durable; until then nowhere. Address 0 is never a record (the
+/// `Store` trait reserves it), so it stands for nowhere.
+pub(crate) struct StoredAt(AtomicU64);
+
+const NOWHERE: u64 = 0;
+
+impl StoredAt {
+    /// The record, if the version is stored. Acquire: pairs with `set`, so
+    /// whoever names the record (the evictor, in a ghost) finds it written.
+    pub(crate) fn get(&self) -> Option<Address> {
+        Some(self.0.load(Ordering::Acquire)).filter(|&a| a != NOWHERE).map(Address)
+    }
+
+    /// The version is stored at `address` (after the commit naming it).
+    /// Release: see `get`.
+    pub(crate) fn set(&self, address: Address) {
+        self.0.store(address.0, Ordering::Release);
     }
 }
 
@@ -154,9 +176,32 @@ impl<K, V> Node<K, V> {
     /// (built by a write) or clean (loaded from the store).
     pub(crate) fn charged(mut self, account: Option<&'static Account>, dirty: bool) -> Self {
         if let Some(account) = account {
-            self.meta.charge = Some(account.charge(size_of_version(&self), dirty));
+            self.meta.charge = Some(account.charge(self.size(), dirty));
         }
         self
+    }
+
+    /// The size a version is charged: the node and what its arrays hold on
+    /// the heap (not the heap data of the keys and values themselves). A
+    /// branch is also charged its children's slots, which live and die with
+    /// its versions, as ghosts (a loaded child's version is charged on its
+    /// own).
+    fn size(&self) -> usize {
+        let (version, ghost_slot) = version_overhead::<K, V>();
+        let heap = match &self.body {
+            Body::Leaf(leaf) => {
+                let spilled =
+                    |capacity: usize, spilled: bool, item: usize| if spilled { capacity * item } else { 0 };
+                spilled(leaf.keys.capacity(), leaf.keys.spilled(), size_of::<K>())
+                    + spilled(leaf.vals.capacity(), leaf.vals.spilled(), size_of::<V>())
+            }
+            Body::Branch(branch) => {
+                branch.keys.capacity() * size_of::<K>()
+                    + branch.children.capacity() * size_of::<usize>()
+                    + branch.children.len() * ghost_slot
+            }
+        };
+        version + heap
     }
 
     pub(crate) fn level(&self) -> u32 {
@@ -306,19 +351,22 @@ impl<K: Clone, V: Clone> Leaf<K, V> {
     /// A copy with `(key, value)` inserted at `index`.
     #[inline]
     pub(crate) fn with_entry(&self, index: usize, key: K, value: V) -> Leaf<K, V> {
-        Leaf { keys: inserted(&self.keys, index, key), vals: inserted(&self.vals, index, value) }
+        Leaf {
+            keys: spliced(&self.keys, index, 0, Some(key)),
+            vals: spliced(&self.vals, index, 0, Some(value)),
+        }
     }
 
     /// A copy with the value at `index` replaced.
     #[inline]
     pub(crate) fn with_value(&self, index: usize, value: V) -> Leaf<K, V> {
-        Leaf { keys: self.keys.clone(), vals: replaced(&self.vals, index, value) }
+        Leaf { keys: self.keys.clone(), vals: spliced(&self.vals, index, 1, Some(value)) }
     }
 
     /// A copy without the entry at `index`.
     #[inline]
     pub(crate) fn without(&self, index: usize) -> Leaf<K, V> {
-        Leaf { keys: removed(&self.keys, index), vals: removed(&self.vals, index) }
+        Leaf { keys: spliced(&self.keys, index, 1, None), vals: spliced(&self.vals, index, 1, None) }
     }
 }
 
@@ -339,8 +387,8 @@ impl<K: Ord + Clone, V> Branch<K, V> {
         let appended = index == self.keys.len();
         let branch = Branch {
             level: self.level,
-            keys: inserted(&self.keys, index, separator),
-            children: inserted(&self.children, index + 1, right),
+            keys: spliced(&self.keys, index, 0, Some(separator)),
+            children: spliced(&self.children, index + 1, 0, Some(right)),
         };
         Some((branch, appended))
     }
@@ -349,15 +397,11 @@ impl<K: Ord + Clone, V> Branch<K, V> {
 /// The arrays nodes are made of: `Vec` (branches) and [`Entries`] (leaves).
 trait Array<T>: Extend<T> {
     fn with_capacity(capacity: usize) -> Self;
-    fn push(&mut self, item: T);
 }
 
 impl<T> Array<T> for Vec<T> {
     fn with_capacity(capacity: usize) -> Self {
         Vec::with_capacity(capacity)
-    }
-    fn push(&mut self, item: T) {
-        Vec::push(self, item)
     }
 }
 
@@ -365,42 +409,53 @@ impl<T> Array<T> for Entries<T> {
     fn with_capacity(capacity: usize) -> Self {
         SmallVec::with_capacity(capacity)
     }
-    fn push(&mut self, item: T) {
-        SmallVec::push(self, item)
-    }
 }
 
-/// A copy of `items` with `item` at `index`, allocated to the exact length.
-/// (Slice by slice: each `extend` is a tight copy loop.)
+/// A copy of `items` with the `cut` items at `index` (0 or 1) replaced by
+/// `item`, if any, allocated to the exact length: an insert (cut 0), a
+/// replacement (cut 1, an item) or a removal (cut 1, none). Slice by slice:
+/// each `extend` is a tight copy loop.
 #[inline]
-fn inserted<T: Clone, A: Array<T>>(items: &[T], index: usize, item: T) -> A {
+fn spliced<T: Clone, A: Array<T>>(items: &[T], index: usize, cut: usize, item: Option<T>) -> A {
     let (before, after) = items.split_at(index);
-    let mut out = A::with_capacity(items.len() + 1);
+    let mut out = A::with_capacity(items.len() - cut + usize::from(item.is_some()));
     out.extend(before.iter().cloned());
-    out.push(item);
-    out.extend(after.iter().cloned());
+    out.extend(item);
+    out.extend(after[cut..].iter().cloned());
     out
 }
 
-/// A copy of `items` without the item at `index`.
-#[inline]
-fn removed<T: Clone, A: Array<T>>(items: &[T], index: usize) -> A {
-    let (before, after) = items.split_at(index);
-    let mut out = A::with_capacity(items.len() - 1);
-    out.extend(before.iter().cloned());
-    out.extend(after[1..].iter().cloned());
-    out
+/// How a node's keys break invariant 3 or 4.
+pub(crate) enum Misfit<'a, K> {
+    /// Two neighbours not strictly increasing.
+    OutOfOrder(&'a K, &'a K),
+    /// The first key is below `low` (or at it, for a branch's separators).
+    Below(&'a K),
+    /// The last key is at or above `high`.
+    Above(&'a K),
 }
 
-/// A copy of `items` with the item at `index` replaced.
-#[inline]
-fn replaced<T: Clone, A: Array<T>>(items: &[T], index: usize, item: T) -> A {
-    let (before, after) = items.split_at(index);
-    let mut out = A::with_capacity(items.len());
-    out.extend(before.iter().cloned());
-    out.push(item);
-    out.extend(after[1..].iter().cloned());
-    out
+/// Every way `keys` misfit their node: strictly increasing, inside
+/// `[low, high)`, and strictly above `low` for a branch's separators (its
+/// first child starts at `low`). Used on records from the store and by
+/// `verify`.
+pub(crate) fn misfits<'a, K: Ord>(
+    keys: &'a [K],
+    low: Option<&K>,
+    high: Option<&K>,
+    branch: bool,
+) -> impl Iterator<Item = Misfit<'a, K>> {
+    let out_of_order =
+        keys.windows(2).find(|pair| pair[0] >= pair[1]).map(|pair| Misfit::OutOfOrder(&pair[0], &pair[1]));
+    let below = match (low, keys.first()) {
+        (Some(low), Some(first)) if first < low || (branch && first == low) => Some(Misfit::Below(first)),
+        _ => None,
+    };
+    let above = match (high, keys.last()) {
+        (Some(high), Some(last)) if last >= high => Some(Misfit::Above(last)),
+        _ => None,
+    };
+    [out_of_order, below, above].into_iter().flatten()
 }
 
 /// Hints the CPU to load the cache lines of `items` (at most 2 KiB of them).

@@ -1,4 +1,5 @@
-//! Slots: the stable, shared place where a node's current version lives.
+//! Slots: the stable, shared place where a node's current version lives,
+//! and the state machine of a node going between memory and the store.
 //!
 //! Parents and right links point at slots, never at node versions, so a node
 //! can be replaced (by a write or a split) without touching its parent, and a
@@ -6,8 +7,8 @@
 //!
 //! # State machine
 //!
-//! A slot holds one [`State`] behind an atomic cell; every transition is one
-//! compare-and-swap of that cell:
+//! A slot's state is one `Arc<State>` behind an atomic cell; every transition
+//! is one compare-and-swap of that cell, from the exact state the thread read:
 //!
 //! ```text
 //!            loader wins the swap          loader publishes the built node
@@ -19,91 +20,161 @@
 //!     +------------- evictor: clean node whose children are ghosts ------------+   |
 //!     |                                                        Loaded(v2) <-------+
 //!     |  evictor of the parent, in the same step as the parent's swap
-//!     v  to Ghost: the description is marked detached (no swap)
-//!   Ghost, detached (for good)
+//!     v  to Ghost: what the ghost stands for becomes `Detached` (no swap)
+//!   Ghost, detached: terminal
 //! ```
 //!
-//! - A ghost's state is the tree's one shared `Ghost` sentinel, not a
-//!   node-sized state. A *child ghost* made by its parent's load keeps just
-//!   its record's address and level in the slot (`Slot::record`); any other
-//!   ghost has a description in `Slot::ghost` (address, bounds, right
-//!   neighbour), written under the slot's `ghost` lock in the same critical
-//!   section as the swap to `Ghost` (eviction), and cleared in the one of
-//!   the swap to `Loaded`, so it is present exactly when the state is
-//!   `Ghost` or `Loading` (a detached child ghost gets one, for good).
-//! - Only the thread that swapped `Ghost -> Loading` leaves `Loading`, so
-//!   one load happens per ghost however many threads miss on it; the others
-//!   wait on the `Loading` state's [`Wait`] and then read the slot again.
-//!   That swap is made under the description's lock, after checking that
-//!   the ghost is not detached.
+//! Beside the state, under the slot's small lock, [`Stands`] says what a
+//! ghost stands for: nothing while the node is loaded; a record (a *child
+//! ghost* made by its parent's load, 16 bytes: bounds come from the record
+//! and the right neighbour from a descent when it loads); a full
+//! description (evicted in place, or the root of an opened tree); or
+//! `Detached`, for good. It changes in the same critical section as the
+//! swaps it goes with (to `Loaded`, to `Ghost` by eviction), so under the
+//! lock the two always agree. This file is the only one that sees either.
+//!
+//! # Invariants
+//!
 //! - A `Loaded` version is built completely before the swap that publishes
-//!   it (see the orderings in `cell.rs`): nobody can see a half-built node,
+//!   it (see the orderings in `sync.rs`): nobody can see a half-built node,
 //!   which is the whole point (ZODB flags a ghost loaded before filling it).
+//! - Only the thread that swapped `Ghost -> Loading` leaves `Loading`
+//!   ([`Load`]; its drop restores the ghost if the loader panics), so one
+//!   load happens per ghost however many threads miss on it; the others
+//!   wait on the `Loading` state's [`Wait`] and then look again. That swap
+//!   is made under the slot's lock, after checking that it is not detached,
+//!   and with everything the load needs cloned before it.
 //! - Writers and the evictor swap only from the `Loaded` version they read;
 //!   pointer identity makes a stale swap fail harmlessly.
-//! - A branch's child slots live in its version: a branch that becomes a
-//!   ghost and loads again gets new ones. So a branch is evicted only when
-//!   its children are all ghosts, and in the same step they are marked
-//!   detached, for good (see [`Slot::evict`] for how that is one step). A
-//!   node never has two live slots, and a write can never land in a slot
-//!   the tree has dropped. A thread that still reaches a detached slot
-//!   (through an old branch version or a stale right link) finds the
-//!   node's live slot by a descent to the detached one's level and `low`,
-//!   which its description keeps (`Tree::node_in`).
+//! - A node has one live slot. A branch's child slots live in its version:
+//!   a branch that becomes a ghost and loads again makes new ones. So a
+//!   branch is evicted only when its children are all ghosts, and in the
+//!   same step they become detached (see [`Slot::evict`]). A write can
+//!   never land in a slot the tree has dropped. A thread that still reaches
+//!   a detached slot (through an old branch version or a stale right link)
+//!   finds the node's live slot by a descent to the detached one's level
+//!   and `low` ([`Access::Detached`]).
+//! - All ghosts of a tree share one state, its [`Sentinel`]: a ghost costs
+//!   no node-sized state.
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 
-use super::cell::{AtomicArc, Mutex, Snapshot, lock, snapshot_into_arc};
 use super::node::{Node, prefetch};
+use super::sync::{AtomicArc, AtomicBool, AtomicU16, Mutex, Ordering, Snapshot, lock, snapshot_into_arc};
 use super::wait::Wait;
+use crate::Error;
 use crate::store::Address;
 
-/// `repr(C)` and a boxed description keep the slot small and its hot fields
+/// `repr(C)` and a small lock keep the slot at 64 bytes with its hot fields
 /// (`state`, `cooling`) on the first cache line after the reference counts:
 /// every access of every level reads them.
 #[repr(C)]
 pub(crate) struct Slot<K, V> {
     state: AtomicArc<State<K, V>>,
-    /// Picked for eviction and not touched since (see `cache.rs`). Sits
-    /// on the line every access reads; written only when set.
-    pub(crate) cooling: AtomicBool,
-    /// In the eviction clock's queue (at most once; see `cache.rs`).
-    pub(crate) in_clock: AtomicBool,
+    /// Picked for eviction and not touched since (see `evict.rs`). Sits on
+    /// the line every access reads; written only when set.
+    cooling: AtomicBool,
+    /// In the eviction clock's queue (at most once; see `evict.rs`).
+    queued: AtomicBool,
     /// The child the evictor last found loaded (a branch's; see `evict`).
     loaded_child: AtomicU16,
-    /// The level of `record` (for a child ghost; see below).
-    record_level: u8,
-    /// What the slot's ghost stands for, while it is one, if it was
-    /// described (see above).
-    ghost: Mutex<Option<Box<Ghost<K, V>>>>,
-    /// For a slot made as a child ghost by its parent's load: its record's
-    /// address (`0`: not made so). Such a ghost has no description: its
-    /// parent's record says the rest, and finding its right neighbour waits
-    /// until it loads. That keeps a loaded branch's children at a slot each
-    /// (64 bytes), where a description would more than double it.
-    record: u64,
+    stands: Mutex<Stands<K, V>>,
 }
 
-pub(crate) enum State<K, V> {
+enum State<K, V> {
     Loaded(Node<K, V>),
-    /// On the store only; the tree's shared sentinel (see above).
+    /// On the store only; the tree's shared sentinel.
     Ghost,
     /// A load is in flight; others wait here.
     Loading(Arc<Wait>),
 }
 
-/// What [`Slot::start_load`] found.
-pub(crate) enum Start<K, V> {
-    /// The load is this thread's: here is what to load.
-    Load(Ghost<K, V>),
-    /// The load of a child ghost is this thread's (see `Slot::record`).
-    LoadChild { address: Address, level: u32 },
-    /// Not the ghost read any more: read the slot again.
-    Again,
-    /// A detached ghost: find the live slot.
-    Detached,
+/// What a slot stands for when its node is not loaded.
+enum Stands<K, V> {
+    /// The node is loaded: its version says everything.
+    Node,
+    /// A child ghost made by its parent's load: it ends where its parent's
+    /// record says (no split of it waits to be posted), its bounds are in
+    /// its record, and its right neighbour is found when it loads.
+    Record { address: Address, level: u32 },
+    /// Evicted in place, or the root of an opened tree: described in full.
+    Ghost(Box<Ghost<K, V>>),
+    /// Terminal: its parent went back to being a ghost. Never loaded; the
+    /// description keeps what finding the live slot takes (level, `low`)
+    /// and what a checkpoint still walking an old parent version reads
+    /// (address, `high`); no right link, so a stale link to this slot
+    /// keeps nothing else alive.
+    Detached(Box<Ghost<K, V>>),
+}
+
+/// The state every ghost slot of one tree holds.
+pub(crate) struct Sentinel<K, V>(Arc<State<K, V>>);
+
+impl<K, V> Sentinel<K, V> {
+    pub(crate) fn new() -> Sentinel<K, V> {
+        Sentinel(Arc::new(State::Ghost))
+    }
+}
+
+/// A node that is on storage only, with what its parent knows about it.
+pub(crate) struct Ghost<K, V> {
+    pub(crate) address: Address,
+    pub(crate) level: u32,
+    pub(crate) low: Option<K>,
+    pub(crate) high: Option<K>,
+    /// Its right neighbour (`None`: the rightmost of its level).
+    pub(crate) right: Option<Arc<Slot<K, V>>>,
+}
+
+// By hand: derived, it would require `V: Clone`.
+impl<K: Clone, V> Clone for Ghost<K, V> {
+    fn clone(&self) -> Self {
+        let Ghost { address, level, low, high, right } = self;
+        Ghost { address: *address, level: *level, low: low.clone(), high: high.clone(), right: right.clone() }
+    }
+}
+
+/// What loading a ghost reads.
+pub(crate) enum Target<K, V> {
+    /// A described ghost: check the record against the description, which
+    /// also gives the right neighbour.
+    Described(Ghost<K, V>),
+    /// A child ghost: bounds from the record, the right neighbour from the
+    /// tree (the child after it in the level above).
+    Child { address: Address, level: u32 },
+}
+
+impl<K, V> Target<K, V> {
+    pub(crate) fn address(&self) -> Address {
+        match self {
+            Target::Described(ghost) => ghost.address,
+            Target::Child { address, .. } => *address,
+        }
+    }
+}
+
+/// What [`Slot::access`] found.
+pub(crate) enum Access<'a, K, V> {
+    Loaded(NodeRef<K, V>),
+    /// Another thread is loading the node: wait, then access again.
+    Wait(Arc<Wait>),
+    /// This thread loads it.
+    Load(Load<'a, K, V>),
+    /// The slot is detached: the node's live slot is the one on `level`
+    /// starting at `low`.
+    Detached {
+        level: u32,
+        low: Option<K>,
+    },
+}
+
+/// A ghost as a checkpoint sees it.
+pub(crate) enum GhostView<'a, K, V> {
+    /// Described in full (evicted in place, the root, or detached).
+    Described(&'a Ghost<K, V>),
+    /// A child ghost: it ends where its parent's record says.
+    Child { address: Address, level: u32 },
 }
 
 /// What [`Slot::evict`] did.
@@ -116,109 +187,109 @@ pub(crate) enum Evicted {
     NotYet,
 }
 
-/// A node that is on storage only, with what its parent knows about it.
-#[derive(Clone)]
-pub(crate) struct Ghost<K, V> {
-    pub(crate) address: Address,
-    pub(crate) level: u32,
-    pub(crate) low: Option<K>,
-    pub(crate) high: Option<K>,
-    /// Its right neighbour (`None`: the rightmost of its level, or unknown
-    /// in a detached ghost, which is never loaded).
-    pub(crate) right: Option<Arc<Slot<K, V>>>,
-    /// Its parent went back to being a ghost: this slot is dead (see above).
-    pub(crate) detached: bool,
-}
-
-/// A ghost as [`Slot::with_ghost`] shows it.
-pub(crate) enum GhostView<'a, K, V> {
-    /// Described in full: evicted in place, detached, or the root.
-    Described(&'a Ghost<K, V>),
-    /// A child ghost (see `Slot::record`): it ends where its parent's
-    /// record says, so no split of it waits to be posted.
-    Child { address: Address, level: u32 },
-}
-
 impl<K, V> Slot<K, V> {
     pub(crate) fn new(node: Node<K, V>) -> Arc<Slot<K, V>> {
-        Slot::with_state(Arc::new(State::Loaded(node)), None)
+        Slot::with(Arc::new(State::Loaded(node)), Stands::Node)
     }
 
-    /// A ghost slot; `sentinel` is the tree's shared `Ghost` state.
-    pub(crate) fn ghost(ghost: Ghost<K, V>, sentinel: &Arc<State<K, V>>) -> Arc<Slot<K, V>> {
-        Slot::with_state(Arc::clone(sentinel), Some(ghost))
+    /// A described ghost (the root of an opened tree).
+    pub(crate) fn ghost(ghost: Ghost<K, V>, sentinel: &Sentinel<K, V>) -> Arc<Slot<K, V>> {
+        Slot::with(Arc::clone(&sentinel.0), Stands::Ghost(Box::new(ghost)))
     }
 
-    /// A child ghost made by its parent's load (see `Slot::record`).
-    pub(crate) fn child(address: Address, level: u32, sentinel: &Arc<State<K, V>>) -> Arc<Slot<K, V>> {
-        Arc::new(Slot {
-            state: AtomicArc::new(Arc::clone(sentinel)),
-            ghost: Mutex::new(None),
-            cooling: AtomicBool::new(false),
-            in_clock: AtomicBool::new(false),
-            loaded_child: AtomicU16::new(0),
-            record_level: u8::try_from(level).unwrap_or(u8::MAX),
-            record: address.0,
-        })
+    /// A child ghost made by its parent's load.
+    pub(crate) fn child(address: Address, level: u32, sentinel: &Sentinel<K, V>) -> Arc<Slot<K, V>> {
+        Slot::with(Arc::clone(&sentinel.0), Stands::Record { address, level })
     }
 
-    fn with_state(state: Arc<State<K, V>>, ghost: Option<Ghost<K, V>>) -> Arc<Slot<K, V>> {
+    fn with(state: Arc<State<K, V>>, stands: Stands<K, V>) -> Arc<Slot<K, V>> {
         Arc::new(Slot {
             state: AtomicArc::new(state),
-            ghost: Mutex::new(ghost.map(Box::new)),
             cooling: AtomicBool::new(false),
-            in_clock: AtomicBool::new(false),
+            queued: AtomicBool::new(false),
             loaded_child: AtomicU16::new(0),
-            record_level: 0,
-            record: 0,
+            stands: Mutex::new(stands),
         })
     }
 
-    /// `f` of what the ghost stands for, if the slot is a ghost (or being
-    /// loaded), under the description's lock: nothing is cloned.
-    pub(crate) fn with_ghost<R>(&self, f: impl FnOnce(GhostView<'_, K, V>) -> R) -> Option<R> {
-        let ghost = lock(&self.ghost);
-        match ghost.as_deref() {
-            Some(ghost) => Some(f(GhostView::Described(ghost))),
-            // Landing happens under this lock, so this is stable while held.
-            None if self.record != 0 && NodeRef::loaded(self.state.load()).is_err() => {
-                Some(f(GhostView::Child { address: Address(self.record), level: self.record_level.into() }))
-            }
-            None => None,
+    /// The current version if it is loaded (the fast path of every access):
+    /// prefetched, and the slot marked touched.
+    #[inline(always)]
+    pub(crate) fn loaded(&self) -> Option<NodeRef<K, V>> {
+        let state = self.state.load();
+        // Header and inline leaf arrays in one batch of misses, before the
+        // header is read (see `Node::prefetch`).
+        prefetch(std::slice::from_ref::<State<K, V>>(&state));
+        let node = NodeRef::loaded(state).ok()?;
+        // Touched: not cold. Relaxed: an eviction hint, written only when
+        // set, so hot reads write nothing shared.
+        if self.cooling.load(Ordering::Relaxed) {
+            self.cooling.store(false, Ordering::Relaxed);
         }
+        Some(node)
     }
 
-    /// Publishes a loaded node in place of `loading` and drops the ghost's
-    /// description, in one critical section. Only the loader calls it.
-    pub(crate) fn land(&self, loading: &Arc<State<K, V>>, node: Node<K, V>) -> bool {
-        let mut ghost = lock(&self.ghost);
-        let landed = self.state.compare_exchange(loading, Arc::new(State::Loaded(node)));
-        if landed {
-            *ghost = None;
-        }
-        landed
+    /// The current version if it is loaded, neither prefetched nor marked
+    /// touched (for the evictor, which looks at many slots and reads few).
+    pub(crate) fn peek(&self) -> Option<NodeRef<K, V>> {
+        NodeRef::loaded(self.state.load()).ok()
     }
 
-    /// Starts the load of a ghost: swaps `ghost` (the state read) for
-    /// `loading` and returns the ghost's description, in one critical
-    /// section of the description's lock, which an evictor of the parent
-    /// holds while it detaches the children (see `evict`).
-    pub(crate) fn start_load(&self, ghost: &Arc<State<K, V>>, loading: Arc<State<K, V>>) -> Start<K, V>
+    /// What accessing the slot takes: its loaded version, a wait for the
+    /// load in flight, this thread's load, or the live slot.
+    #[cold]
+    pub(crate) fn access(&self) -> Access<'_, K, V>
     where
         K: Clone,
-        V: Clone,
     {
-        let description = lock(&self.ghost);
-        let start = match description.as_deref() {
-            Some(description) if description.detached => return Start::Detached,
+        loop {
+            let state = match NodeRef::loaded(self.state.load()) {
+                Ok(node) => return Access::Loaded(node),
+                Err(state) => snapshot_into_arc(state), // owned: no guard held past here
+            };
+            let wait = match &*state {
+                State::Loading(wait) => return Access::Wait(Arc::clone(wait)),
+                _ => Arc::new(Wait::new()),
+            };
+            let stands = lock(&self.stands);
             // Cloned before the swap: a panic in `K::clone` after it would
             // leave the slot `Loading` with nobody loading it.
-            Some(description) => Start::Load(description.clone()),
-            // No description: a child ghost, or loaded since `ghost` was
-            // read (then the swap fails).
-            None => Start::LoadChild { address: Address(self.record), level: self.record_level.into() },
-        };
-        if self.state.compare_exchange(ghost, loading) { start } else { Start::Again }
+            let target = match &*stands {
+                Stands::Detached(ghost) => {
+                    return Access::Detached { level: ghost.level, low: ghost.low.clone() };
+                }
+                Stands::Ghost(ghost) => Target::Described((**ghost).clone()),
+                Stands::Record { address, level } => Target::Child { address: *address, level: *level },
+                Stands::Node => continue, // loaded since `state` was read
+            };
+            let loading = Arc::new(State::Loading(Arc::clone(&wait)));
+            if self.state.compare_exchange(&state, Arc::clone(&loading)) {
+                drop(stands);
+                return Access::Load(Load { slot: self, ghost: state, loading, wait, target, landed: false });
+            }
+        }
+    }
+
+    /// The loaded version, or `view` of the ghost under the slot's lock
+    /// (nothing cloned unless `view` clones). A node being loaded is still
+    /// the ghost it was.
+    pub(crate) fn version_or<R>(
+        &self,
+        view: impl FnOnce(GhostView<'_, K, V>) -> R,
+    ) -> Result<NodeArc<K, V>, R> {
+        let mut view = Some(view);
+        loop {
+            if let Some(node) = self.peek() {
+                return Ok(node.into_arc());
+            }
+            let stands = lock(&self.stands);
+            let ghost = match &*stands {
+                Stands::Ghost(ghost) | Stands::Detached(ghost) => GhostView::Described(ghost),
+                Stands::Record { address, level } => GhostView::Child { address: *address, level: *level },
+                Stands::Node => continue, // loaded meanwhile: look again
+            };
+            return Err(view.take().expect("called once: every other arm loops or returns")(ghost));
+        }
     }
 
     /// Turns the slot into a ghost described by `ghost()` if `current` is
@@ -226,16 +297,16 @@ impl<K, V> Slot<K, V> {
     ///
     /// A branch is evicted only if each child is a ghost that ends where
     /// its separator says (no split of it is waiting to be posted), checked
-    /// and marked detached under the children's description locks: no child
-    /// load can start meanwhile (loads start under that lock), so nobody
-    /// ever loads a child of a branch that is gone, and nobody ever sees a
-    /// detached child of a live one. Lock order: children, then the slot
-    /// itself; every other caller holds one description lock at a time.
+    /// and detached under the children's locks: no child load can start
+    /// meanwhile (loads start under that lock), so nobody ever loads a
+    /// child of a branch that is gone, and nobody ever sees a detached
+    /// child of a live one. Lock order: children, then the slot itself;
+    /// every other caller holds one slot lock at a time.
     pub(crate) fn evict(
         &self,
         current: &NodeRef<K, V>,
         ghost: impl FnOnce() -> Ghost<K, V>,
-        sentinel: &Arc<State<K, V>>,
+        sentinel: &Sentinel<K, V>,
     ) -> Evicted
     where
         K: PartialEq + Clone,
@@ -248,22 +319,20 @@ impl<K, V> Slot<K, V> {
         // time: usually a child is still loaded, often that one.
         let hint = usize::from(self.loaded_child.load(Ordering::Relaxed)).min(children.len());
         let (head, tail) = children.split_at(hint);
-        if let Some(i) = tail.iter().chain(head).position(|child| !child.state.holds(sentinel)) {
+        if let Some(i) = tail.iter().chain(head).position(|child| !child.state.holds(&sentinel.0)) {
             let i = (hint + i) % children.len();
             // Relaxed: a hint, read and written by the one evictor at a time.
             self.loaded_child.store(u16::try_from(i).unwrap_or(0), Ordering::Relaxed);
             return Evicted::NotYet;
         }
-        let mut held = Vec::with_capacity(children.len());
-        for child in children {
-            held.push(lock(&child.ghost));
-        }
-        for (i, (child, description)) in children.iter().zip(&held).enumerate() {
+        let held: Vec<_> = children.iter().map(|child| lock(&child.stands)).collect();
+        for (i, (child, stands)) in children.iter().zip(&held).enumerate() {
             let high = keys.get(i).or(current.high.as_ref());
-            let ready = child.state.holds(sentinel)
-                && match description.as_deref() {
-                    Some(d) => !d.detached && d.high.as_ref() == high,
-                    None => child.record != 0, // a child ghost ends at its separator
+            let ready = child.state.holds(&sentinel.0)
+                && match &**stands {
+                    Stands::Ghost(ghost) => ghost.high.as_ref() == high,
+                    Stands::Record { .. } => true, // ends at its separator
+                    Stands::Node | Stands::Detached(_) => false,
                 };
             if !ready {
                 return Evicted::NotYet;
@@ -273,62 +342,37 @@ impl<K, V> Slot<K, V> {
         // a panic in `K::clone` must find the node still loaded, not a ghost
         // that nothing describes.
         let ghost = Box::new(ghost());
-        let described: Vec<Option<Box<Ghost<K, V>>>> = children
+        let detached: Vec<Stands<K, V>> = held
             .iter()
             .enumerate()
-            .map(|(i, child)| {
-                // A child ghost gets the description finding it needs.
-                (child.record != 0 && held[i].is_none()).then(|| {
-                    Box::new(Ghost {
-                        address: Address(child.record),
-                        level: child.record_level.into(),
-                        low: if i == 0 { current.low.clone() } else { Some(keys[i - 1].clone()) },
-                        high: keys.get(i).or(current.high.as_ref()).cloned(),
-                        right: None,
-                        detached: true,
-                    })
-                })
+            .map(|(i, stands)| match &**stands {
+                Stands::Record { address, level } => Stands::Detached(Box::new(Ghost {
+                    address: *address,
+                    level: *level,
+                    low: if i == 0 { current.low.clone() } else { Some(keys[i - 1].clone()) },
+                    high: keys.get(i).or(current.high.as_ref()).cloned(),
+                    right: None,
+                })),
+                _ => Stands::Node, // a described ghost: its own description is moved
             })
             .collect();
-        let mut description = lock(&self.ghost);
-        if !self.state.compare_exchange(current.state(), Arc::clone(sentinel)) {
+        let mut stands = lock(&self.stands);
+        if !self.state.compare_exchange(&current.0, Arc::clone(&sentinel.0)) {
             return Evicted::No;
         }
-        *description = Some(ghost);
-        for (mut held, described) in held.into_iter().zip(described) {
-            match held.as_mut() {
-                Some(description) => {
-                    description.detached = true;
-                    // A stale right link to this slot must not keep its old
-                    // siblings alive; finding the live slot needs level and low.
-                    description.right = None;
+        *stands = Stands::Ghost(ghost);
+        for (mut held, detached) in held.into_iter().zip(detached) {
+            *held = match std::mem::replace(&mut *held, Stands::Node) {
+                // A stale right link to this slot must not keep its old
+                // siblings alive; finding the live slot needs level and low.
+                Stands::Ghost(mut ghost) => {
+                    ghost.right = None;
+                    Stands::Detached(ghost)
                 }
-                None => *held = described,
-            }
+                _ => detached,
+            };
         }
         Evicted::Yes
-    }
-
-    /// The current state, whatever it is.
-    #[inline]
-    pub(crate) fn state(&self) -> Snapshot<State<K, V>> {
-        let state = self.state.load();
-        // Header and inline leaf arrays in one batch of misses, before the
-        // header is read (see `Node::prefetch`).
-        prefetch(std::slice::from_ref::<State<K, V>>(&state));
-        state
-    }
-
-    /// The current state without prefetching it (for the evictor's
-    /// sampling, which looks at many slots and reads few of them).
-    pub(crate) fn peek(&self) -> Snapshot<State<K, V>> {
-        self.state.load()
-    }
-
-    /// Swaps `current` for `new` if it still is the state; says whether it
-    /// did. Used by the loader and the evictor (see the state machine).
-    pub(crate) fn swap_state(&self, current: &Arc<State<K, V>>, new: Arc<State<K, V>>) -> bool {
-        self.state.compare_exchange(current, new)
     }
 
     /// True if `version` is still the slot's version.
@@ -342,6 +386,77 @@ impl<K, V> Slot<K, V> {
     pub(crate) fn replace(&self, current: &NodeRef<K, V>, new: Node<K, V>) -> bool {
         self.state.compare_exchange(&current.0, Arc::new(State::Loaded(new)))
     }
+
+    /// Marks the slot cooling (see `evict.rs`); true if it already was, and
+    /// so was not touched for a whole turn of the clock.
+    pub(crate) fn cool(&self) -> bool {
+        // Relaxed: a hint, like every use of `cooling`.
+        self.cooling.swap(true, Ordering::Relaxed)
+    }
+
+    pub(crate) fn uncool(&self) {
+        self.cooling.store(false, Ordering::Relaxed);
+    }
+
+    /// Marks the slot queued in the clock; false if it already was.
+    /// Called under the clock's lock, which orders it (so `Relaxed`).
+    pub(crate) fn enqueue(&self) -> bool {
+        !self.queued.swap(true, Ordering::Relaxed)
+    }
+
+    /// The slot left the clock's queue (under the clock's lock).
+    pub(crate) fn dequeued(&self) {
+        self.queued.store(false, Ordering::Relaxed);
+    }
+}
+
+/// A load in flight: the thread that won the swap `Ghost -> Loading` reads
+/// [`target`](Load::target) and [`land`](Load::land)s the result, which
+/// publishes the node or restores the ghost, and wakes the waiters. If the
+/// loader panics instead (a decoder of the key or value type), dropping it
+/// restores the ghost and tells the waiters.
+pub(crate) struct Load<'a, K, V> {
+    slot: &'a Slot<K, V>,
+    /// The tree's ghost state, to put back on failure.
+    ghost: Arc<State<K, V>>,
+    loading: Arc<State<K, V>>,
+    wait: Arc<Wait>,
+    target: Target<K, V>,
+    landed: bool,
+}
+
+impl<K, V> Load<'_, K, V> {
+    pub(crate) fn target(&self) -> &Target<K, V> {
+        &self.target
+    }
+
+    pub(crate) fn land(mut self, loaded: Result<Node<K, V>, Error>) -> Result<(), Error> {
+        self.landed = true;
+        // Only the loader leaves `Loading`, so these swaps cannot fail.
+        let outcome = match loaded {
+            Ok(node) => {
+                let mut stands = lock(&self.slot.stands);
+                self.slot.state.compare_exchange(&self.loading, Arc::new(State::Loaded(node)));
+                *stands = Stands::Node;
+                Ok(())
+            }
+            Err(error) => {
+                self.slot.state.compare_exchange(&self.loading, Arc::clone(&self.ghost));
+                Err(error)
+            }
+        };
+        self.wait.finish(outcome.clone());
+        outcome
+    }
+}
+
+impl<K, V> Drop for Load<'_, K, V> {
+    fn drop(&mut self) {
+        if !self.landed {
+            self.slot.state.compare_exchange(&self.loading, Arc::clone(&self.ghost));
+            self.wait.finish(Err(Error::LoadPanicked { address: self.target.address() }));
+        }
+    }
 }
 
 /// A loaded version held by a guard (cheap, not for long holds).
@@ -350,7 +465,7 @@ pub(crate) struct NodeRef<K, V>(Snapshot<State<K, V>>);
 impl<K, V> NodeRef<K, V> {
     /// The snapshot as a `NodeRef` if it is a loaded version.
     #[inline]
-    pub(crate) fn loaded(state: Snapshot<State<K, V>>) -> Result<NodeRef<K, V>, Snapshot<State<K, V>>> {
+    fn loaded(state: Snapshot<State<K, V>>) -> Result<NodeRef<K, V>, Snapshot<State<K, V>>> {
         let current: &State<K, V> = &state;
         match current {
             State::Loaded(_) => Ok(NodeRef(state)),
@@ -363,9 +478,9 @@ impl<K, V> NodeRef<K, V> {
         NodeArc(snapshot_into_arc(self.0))
     }
 
-    /// The state holding this version (for swaps that replace it).
-    pub(crate) fn state(&self) -> &Arc<State<K, V>> {
-        &self.0
+    /// This version, held by an `Arc` too.
+    pub(crate) fn to_arc(&self) -> NodeArc<K, V> {
+        NodeArc(Arc::clone(&self.0))
     }
 }
 
@@ -380,6 +495,12 @@ impl<K, V> Deref for NodeRef<K, V> {
 
 /// A loaded version held by an `Arc`: `Send`, and fine to keep.
 pub(crate) struct NodeArc<K, V>(Arc<State<K, V>>);
+
+impl<K, V> Clone for NodeArc<K, V> {
+    fn clone(&self) -> Self {
+        NodeArc(Arc::clone(&self.0))
+    }
+}
 
 impl<K, V> Deref for NodeArc<K, V> {
     type Target = Node<K, V>;
@@ -396,4 +517,11 @@ fn loaded_node<K, V>(state: &State<K, V>) -> &Node<K, V> {
         State::Loaded(node) => node,
         _ => unreachable!("NodeRef and NodeArc are built from loaded states only"),
     }
+}
+
+/// The memory a version takes besides its heap arrays: its state and the
+/// `Arc`'s counts; and what a ghost child slot takes, with its `Arc`.
+pub(crate) const fn version_overhead<K, V>() -> (usize, usize) {
+    let arc = 2 * size_of::<usize>();
+    (size_of::<State<K, V>>() + arc, size_of::<Slot<K, V>>() + arc)
 }

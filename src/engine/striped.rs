@@ -13,13 +13,12 @@
 //! byte counts and statistics publish nothing, and when no update is in
 //! flight (the updating threads joined, or synchronized with the reader some
 //! other way) a sum is exact. The writer registration of checkpoints needs
-//! `SeqCst` and asks for it (`add_seq_cst`, `sum_seq_cst`; see
-//! `checkpoint.rs`).
-
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+//! its deregistration to publish the writer's work to the checkpoint and
+//! asks for it (`add_release`, `sum_acquire`; see `epoch.rs`).
 
 use crossbeam_utils::CachePadded;
+
+use super::sync::{AtomicIsize, Ordering, stripes, thread_index};
 
 pub(crate) struct Striped<const N: usize> {
     stripes: Box<[CachePadded<[AtomicIsize; N]>]>,
@@ -27,12 +26,7 @@ pub(crate) struct Striped<const N: usize> {
 
 impl<const N: usize> Striped<N> {
     pub(crate) fn new() -> Self {
-        static STRIPES: OnceLock<usize> = OnceLock::new();
-        let count = *STRIPES.get_or_init(|| {
-            let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
-            (cores * 2).next_power_of_two().min(64)
-        });
-        let stripes = (0..count).map(|_| CachePadded::new(std::array::from_fn(|_| AtomicIsize::new(0))));
+        let stripes = (0..stripes()).map(|_| CachePadded::new(std::array::from_fn(|_| AtomicIsize::new(0))));
         Striped { stripes: stripes.collect() }
     }
 
@@ -49,16 +43,16 @@ impl<const N: usize> Striped<N> {
         }
     }
 
-    pub(crate) fn add_seq_cst(&self, counter: usize, delta: isize) {
-        self.mine()[counter].fetch_add(delta, Ordering::SeqCst);
+    pub(crate) fn add_release(&self, counter: usize, delta: isize) {
+        self.mine()[counter].fetch_add(delta, Ordering::Release);
     }
 
     pub(crate) fn sum(&self, counter: usize) -> isize {
         self.stripes.iter().map(|s| s[counter].load(Ordering::Relaxed)).sum()
     }
 
-    pub(crate) fn sum_seq_cst(&self, counter: usize) -> isize {
-        self.stripes.iter().map(|s| s[counter].load(Ordering::SeqCst)).sum()
+    pub(crate) fn sum_acquire(&self, counter: usize) -> isize {
+        self.stripes.iter().map(|s| s[counter].load(Ordering::Acquire)).sum()
     }
 
     /// Sums a counter and subtracts what it read, leaving it at zero if no
@@ -73,14 +67,4 @@ impl<const N: usize> Striped<N> {
             })
             .sum()
     }
-}
-
-/// A small number that differs between threads that run at the same time.
-fn thread_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        // Relaxed: only uniqueness matters, which the RMW gives.
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    INDEX.with(|index| *index)
 }

@@ -35,29 +35,24 @@
 use std::borrow::Borrow;
 use std::sync::Arc;
 
-use super::cache::{Account, AccountBox};
-use super::cell::{AtomicArc, Snapshot, snapshot_into_arc};
-use super::checkpoint::Registered;
+use super::account::Account;
+use super::epoch::Registered;
 use super::node::{Body, Branch, Entries, Leaf, Meta, Node, Rebuilt, prefetch};
-use super::persist::Persist;
+use super::search::Seek;
 use super::slot::{NodeArc, NodeRef, Slot};
+use super::stored::{Paused, Stored};
 use super::striped::Striped;
-use crate::{Config, Error};
-
-/// Counter indices in `Tree::counts`.
-const ENTRIES: usize = 0;
-const EPOCH_ENTRIES: usize = 1;
+use super::sync::{AtomicArc, Snapshot, snapshot_into_arc};
+use crate::{Config, Error, Stats};
 
 pub(crate) struct Tree<K, V> {
     root: AtomicArc<Slot<K, V>>,
-    /// Entries: all of them, and by epoch parity for checkpoints.
-    counts: Striped<3>,
+    entries: Striped<1>,
     config: Config,
-    /// The store and codecs; `None` for an in-memory tree (no ghosts).
-    pub(crate) persist: Option<Persist<K, V>>,
-    /// The memory count of a tree over a store. Last: it must outlive every
-    /// version (fields drop in order; see `cache.rs`).
-    pub(crate) account: Option<AccountBox>,
+    /// Everything a tree over a store has; `None` in memory (no ghosts).
+    /// Last: the account in it must outlive every version (fields drop in
+    /// order; see `account.rs`).
+    pub(crate) stored: Option<Stored<K, V>>,
 }
 
 /// What a write does to the entry of its key.
@@ -65,51 +60,6 @@ pub(crate) enum Action<V> {
     Keep,
     Put(V),
     Remove,
-}
-
-/// Where a descent is headed. Keys may be given in a borrowed form `Q` of
-/// the tree's `K` (`&str` for `String`), as `std`'s `BTreeMap` allows.
-pub(crate) enum Seek<'k, Q: ?Sized> {
-    /// The leftmost node.
-    First,
-    /// The node whose range holds the key.
-    Key(&'k Q),
-    /// The node whose range holds the keys just below the bound
-    /// (`low < bound <= high`).
-    Before(&'k Q),
-    /// The rightmost node.
-    Last,
-}
-
-// By hand: derived impls would require `Q: Copy`.
-impl<Q: ?Sized> Clone for Seek<'_, Q> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<Q: ?Sized> Copy for Seek<'_, Q> {}
-
-impl<Q: Ord + ?Sized> Seek<'_, Q> {
-    /// True if the target lies right of `node`: follow its right link.
-    fn is_right_of<K: Borrow<Q>, V>(self, node: &Node<K, V>) -> bool {
-        match (self, &node.high) {
-            (_, None) | (Seek::First, Some(_)) => false,
-            (Seek::Key(key), Some(high)) => key >= high.borrow(),
-            (Seek::Before(bound), Some(high)) => bound > high.borrow(),
-            (Seek::Last, Some(_)) => true,
-        }
-    }
-
-    /// The child of `branch` whose range holds the target.
-    pub(crate) fn child<K: Borrow<Q>, V>(self, branch: &Branch<K, V>) -> usize {
-        match self {
-            Seek::First => 0,
-            Seek::Key(key) => branch.keys.partition_point(|sep| sep.borrow() <= key),
-            Seek::Before(bound) => branch.keys.partition_point(|sep| sep.borrow() < bound),
-            Seek::Last => branch.children.len() - 1,
-        }
-    }
 }
 
 /// The slot a descent ended in. Held through the root guard when the descent
@@ -159,8 +109,8 @@ impl<K, V> Drop for Tree<K, V> {
         // two million keys. Emptied while the root still holds every slot,
         // it frees nothing, and the root then frees the tree parent by
         // parent (a recursion as deep as the tree is high).
-        if let Some(persist) = &self.persist {
-            super::cell::lock(&persist.clock).clear();
+        if let Some(stored) = &self.stored {
+            stored.clock.clear();
         }
     }
 }
@@ -173,7 +123,7 @@ impl<K, V> Tree<K, V> {
     /// Exact when no write is in flight; clamped at zero mid-write (a
     /// remove may be counted before the insert it raced with).
     pub(crate) fn len(&self) -> usize {
-        usize::try_from(self.counts.sum(ENTRIES)).unwrap_or(0)
+        usize::try_from(self.entries.sum(0)).unwrap_or(0)
     }
 
     pub(crate) fn root(&self) -> Arc<Slot<K, V>> {
@@ -181,7 +131,12 @@ impl<K, V> Tree<K, V> {
     }
 
     pub(crate) fn account(&self) -> Option<&'static Account> {
-        self.account.as_ref().map(AccountBox::get)
+        self.stored.as_ref().map(Stored::account)
+    }
+
+    /// What the tree has done since it was opened.
+    pub(crate) fn stats(&self) -> Stats {
+        self.stored.as_ref().map_or_else(Stats::default, Stored::stats)
     }
 }
 
@@ -194,9 +149,25 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     }
 
     pub(crate) fn from_root(root: Arc<Slot<K, V>>, len: usize, config: Config) -> Tree<K, V> {
-        let counts = Striped::new();
-        counts.add(ENTRIES, isize::try_from(len).unwrap_or(isize::MAX));
-        Tree { root: AtomicArc::new(root), counts, config, persist: None, account: None }
+        Tree::over(root, len, config, None)
+    }
+
+    /// A tree whose root is `root`, holding `len` entries, over a store if
+    /// `stored` says.
+    pub(crate) fn over(
+        root: Arc<Slot<K, V>>,
+        len: usize,
+        config: Config,
+        stored: Option<Stored<K, V>>,
+    ) -> Tree<K, V> {
+        let entries = Striped::new();
+        entries.add(0, isize::try_from(len).unwrap_or(isize::MAX));
+        Tree { root: AtomicArc::new(root), entries, config, stored }
+    }
+
+    /// Stops eviction until the guard drops (see `Stored::pause_eviction`).
+    pub(crate) fn pause_eviction(&self) -> Option<Paused<'_, K, V>> {
+        self.stored.as_ref().map(Stored::pause_eviction)
     }
 
     /// The leaf the target lies in, for reading.
@@ -219,7 +190,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         K: Borrow<Q>,
     {
         let root = self.root.load();
-        let (mut slot, mut node) = match self.loaded(&root) {
+        let (mut slot, mut node) = match root.loaded() {
             Some(node) => (Held::Root(root), node),
             None => {
                 // A ghost root: load it holding no guard.
@@ -242,7 +213,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             };
             let arrives = TRACK && next_level <= level;
             moved_right |= arrives && next_level == node.level();
-            let next = match self.loaded(next_slot) {
+            let next = match next_slot.loaded() {
                 Some(next) => {
                     if arrives {
                         slot = Held::Shared(Arc::clone(next_slot));
@@ -276,7 +247,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     where
         K: Borrow<Q>,
     {
-        let mut node = match self.loaded(slot.arc()) {
+        let mut node = match slot.loaded() {
             Some(current) => current,
             None => {
                 drop(node);
@@ -338,7 +309,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 prefetch(std::slice::from_ref::<Slot<K, V>>(right));
             }
             let leaf = leaf_of(&node);
-            let found = leaf.keys.binary_search_by(|k| k.borrow().cmp(key));
+            let found = leaf.find(key);
             let (action, result) = decide(found.ok().map(|i| &leaf.vals[i]));
             let (body, delta, appended) = match (action, found) {
                 (Action::Keep, _) | (Action::Remove, Err(_)) => return Ok(result),
@@ -452,21 +423,16 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// Registers a write operation in the current commit epoch (trees over
     /// a store only; see `checkpoint.rs`).
     fn register(&self) -> Option<Registered<'_>> {
-        self.persist.as_ref().map(|persist| persist.epochs.enter())
+        self.stored.as_ref().map(|stored| stored.epochs.enter())
     }
 
     /// Counts `delta` entries, also under the epoch the change was tagged
     /// with, for the checkpoint of that epoch.
     fn count(&self, delta: isize, epoch: u64) {
-        self.counts.add(ENTRIES, delta);
-        if self.persist.is_some() {
-            self.counts.add(EPOCH_ENTRIES + (epoch & 1) as usize, delta);
+        self.entries.add(0, delta);
+        if let Some(stored) = &self.stored {
+            stored.epochs.count(epoch, delta);
         }
-    }
-
-    /// The entries counted by writers of `epoch`, handed to its checkpoint.
-    pub(crate) fn take_epoch_count(&self, epoch: u64) -> isize {
-        self.counts.take(EPOCH_ENTRIES + (epoch & 1) as usize)
     }
 
     /// The bookkeeping of a version that a writer of `epoch` builds to
@@ -481,7 +447,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// writer, so no `E + 2` exists yet.)
     fn successor_meta(&self, current: &NodeRef<K, V>, epoch: u64) -> Meta<K, V> {
         let epoch = epoch.max(current.meta.epoch);
-        let running = self.persist.as_ref().map_or(0, |persist| persist.epochs.running());
+        let running = self.stored.as_ref().map_or(0, |stored| stored.epochs.running());
         let prev = if running == 0 || epoch <= running {
             None // no checkpoint needs an older version
         } else if current.meta.epoch <= running {
@@ -489,7 +455,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             // What it kept was for an older checkpoint, finished (one runs
             // at a time): kept on, versions would chain, one per checkpoint.
             current.meta.forget_prev();
-            Some(Arc::clone(current.state()))
+            Some(current.to_arc())
         } else {
             current.meta.prev()
         };

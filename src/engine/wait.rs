@@ -7,7 +7,7 @@
 
 use crate::Error;
 
-use super::cell::{Condvar, Mutex, lock, wait};
+use super::sync::{Condvar, Mutex, lock, wait};
 
 /// The outcome of one load, handed to every thread that waited for it.
 pub(crate) struct Wait {

@@ -14,10 +14,16 @@ pub use memory::MemoryStore;
 use std::fmt;
 use std::io;
 
-/// Where a record lives in a [`Store`]. Opaque to the tree; a file store
-/// would use the record's offset.
+/// Where a record lives in a [`Store`]. Opaque to the tree, except that
+/// [`Address::NONE`] (0) is never a record: the tree uses it for "not
+/// stored". A file store uses the record's offset, with its header at 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Address(pub u64);
+
+impl Address {
+    /// The address no record has: [`Store::append`] never returns it.
+    pub const NONE: Address = Address(0);
+}
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -30,8 +36,8 @@ impl fmt::Display for Address {
 /// Every method may be called from many threads at once. Errors are plain
 /// `io::Error`s; the tree reports them with the operation and address.
 pub trait Store: Send + Sync {
-    /// Stores `record` and returns its address. The record need not be
-    /// durable before [`sync`](Store::sync).
+    /// Stores `record` and returns its address, never [`Address::NONE`].
+    /// The record need not be durable before [`sync`](Store::sync).
     fn append(&self, record: &[u8]) -> io::Result<Address>;
 
     /// The record at `address`, as appended.

@@ -1,12 +1,18 @@
-//! The atomic cell under every slot: an `Arc<T>` that can be loaded and
-//! compare-and-swapped as one atomic step. This is the model-checking seam.
+//! Every synchronization primitive the engine uses, in one place: the
+//! atomic cell under every slot, the atomics, mutexes and condvars, and the
+//! thread index. This is the model-checking seam (crossbeam's
+//! `mod primitive`, redb's `sync.rs`): the `cfg(loom)` build swaps each for
+//! the one loom sees, so the loom models explore every interleaving of all
+//! of them. Nothing else in the crate names `std::sync::atomic`, a std lock
+//! or arc-swap.
 //!
-//! In a normal build the cell is an [`arc_swap::ArcSwap`]. Loom cannot see
-//! arc-swap's atomics, so the `cfg(loom)` build swaps in a cell that loom does
-//! see (a `loom::sync::Mutex<Arc<T>>`) with the same observable semantics:
-//! `load` returns the value of one linearization point, `compare_exchange`
-//! replaces the value only if it still is `current` (by pointer). The tree
-//! never learns which cell it runs on (crossbeam's `mod primitive` idea).
+//! The cell is an [`arc_swap::ArcSwap`] in a normal build: an `Arc<T>`
+//! that can be loaded and compare-and-swapped as one atomic step. Loom
+//! cannot see arc-swap's atomics, so the model build swaps in a cell it
+//! does see (a `loom::sync::Mutex<Arc<T>>`) with the same observable
+//! semantics: `load` returns the value of one linearization point,
+//! `compare_exchange` replaces the value only if it still is `current` (by
+//! pointer). The tree never learns which cell it runs on.
 //!
 //! # Orderings
 //!
@@ -120,13 +126,95 @@ pub(crate) fn snapshot_into_arc<T>(snapshot: Snapshot<T>) -> Arc<T> {
     snapshot
 }
 
-/// The engine's mutexes and condvars: loom's in the model build, so a
-/// thread holding one is visible to the model checker.
+/// The engine's atomics, mutexes and condvars: loom's in the model build,
+/// so every access is visible to the model checker. Each use states its
+/// ordering where it is made.
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
+pub(crate) use std::sync::{
+    Condvar, Mutex, MutexGuard,
+    atomic::{AtomicBool, AtomicIsize, AtomicU16, AtomicU64, AtomicUsize, Ordering, fence},
+};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+pub(crate) use loom::sync::{
+    Condvar, Mutex, MutexGuard,
+    atomic::{AtomicBool, AtomicIsize, AtomicU16, AtomicU64, AtomicUsize, Ordering, fence},
+};
+
+/// A small number that differs between threads that run at the same time,
+/// for striping counters (`striped.rs`).
+#[cfg(not(loom))]
+pub(crate) fn thread_index() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        // Relaxed: only uniqueness matters, which the RMW gives.
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    INDEX.with(|index| *index)
+}
+
+/// Under loom every counter has one stripe (see [`stripes`]): the index
+/// is not a synchronization, and a static atomic cannot be a loom one.
+#[cfg(loom)]
+pub(crate) fn thread_index() -> usize {
+    0
+}
+
+/// True on every `n`th call on this thread (a per-thread counter: writers
+/// look at the dirty bytes only that often). Under loom the counter is
+/// loom's thread-local, fresh in every execution the model explores, so
+/// the model stays deterministic.
+pub(crate) fn once_in(n: u32) -> bool {
+    #[cfg(not(loom))]
+    use std::thread_local;
+
+    #[cfg(loom)]
+    use loom::thread_local;
+
+    thread_local! {
+        // Not `const { .. }`: loom's `thread_local!` does not take one.
+        #[allow(clippy::missing_const_for_thread_local)]
+        static CALLS: std::cell::Cell<u32> = std::cell::Cell::new(0);
+    }
+    CALLS.with(|calls| {
+        calls.set(calls.get().wrapping_add(1));
+        calls.get().is_multiple_of(n)
+    })
+}
+
+/// How many stripes a striped counter has: two per core, a power of two.
+#[cfg(not(loom))]
+pub(crate) fn stripes() -> usize {
+    static STRIPES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *STRIPES.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+        (cores * 2).next_power_of_two().min(64)
+    })
+}
+
+/// One stripe in the model: it keeps the state space small, and striping
+/// is about cache lines, which loom does not model.
+#[cfg(loom)]
+pub(crate) fn stripes() -> usize {
+    1
+}
+
+/// Waits a moment in a spin loop that waits for other threads (the
+/// checkpoint's drain): backs off, then sleeps; under loom, yields, so
+/// the model runs the threads waited for.
+#[cfg(not(loom))]
+pub(crate) fn pause(backoff: &crossbeam_utils::Backoff) {
+    if backoff.is_completed() {
+        std::thread::sleep(std::time::Duration::from_micros(50));
+    } else {
+        backoff.snooze();
+    }
+}
+
+#[cfg(loom)]
+pub(crate) fn pause(_: &crossbeam_utils::Backoff) {
+    loom::thread::yield_now();
+}
 
 use std::sync::{PoisonError, TryLockError};
 

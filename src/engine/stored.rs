@@ -1,0 +1,168 @@
+//! What a tree over a store has besides its nodes, in one place: the store,
+//! the codecs of its key and value types, the commit epochs, the eviction
+//! clock and memory account, the ghost sentinel and the counters behind
+//! `stats()`. An in-memory tree has none of it (`Tree::stored` is `None`).
+//!
+//! The codecs are captured as function pointers when the tree is opened (the
+//! only place that requires `K: Codec, V: Codec`), so the engine's methods
+//! need no codec bounds.
+
+use std::sync::Arc;
+
+use super::account::{Account, AccountBox};
+use super::epoch::Epochs;
+use super::evict::Clock;
+use super::format::{self, Decoded, Expected, TooLarge};
+use super::slot::{Sentinel, Slot};
+use super::sync::{AtomicU64, Ordering};
+use crate::store::{Address, Store};
+use crate::{Codec, Stats};
+
+pub(crate) struct Stored<K, V> {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) codecs: Codecs<K, V>,
+    pub(crate) counters: Counters,
+    pub(crate) epochs: Epochs,
+    pub(crate) clock: Clock<K, V>,
+    /// The state every ghost slot of this tree holds.
+    pub(crate) ghost: Sentinel<K, V>,
+    /// Last: it must outlive every version (fields drop in order; see
+    /// `account.rs`).
+    account: AccountBox,
+}
+
+/// The encoders and decoder for one `(K, V)` (signatures in `format.rs`).
+pub(crate) struct Codecs<K, V> {
+    pub(crate) decode: DecodeNode<K, V>,
+    pub(crate) encode_leaf: EncodeLeaf<K, V>,
+    pub(crate) encode_branch: EncodeBranch<K>,
+}
+
+type DecodeNode<K, V> = fn(&[u8], &Expected<'_, K>) -> Result<Decoded<K, V>, String>;
+type EncodeLeaf<K, V> = fn(Option<&K>, Option<&K>, &[K], &[V]) -> Result<Vec<u8>, TooLarge>;
+type EncodeBranch<K> = fn(u32, Option<&K>, Option<&K>, &[K], &[Address]) -> Result<Vec<u8>, TooLarge>;
+
+/// Clock steps one thread takes per call, at most: bounds what a reader pays
+/// for the others (the per-thread slack over the budget), also when nothing
+/// is evictable (all dirty: a checkpoint will follow).
+const STEPS_PER_CALL: usize = 512;
+
+impl<K, V> Stored<K, V> {
+    /// What a tree over `store` starts with, after a checkpoint of `epoch`
+    /// that held `len` entries.
+    pub(crate) fn new(store: Arc<dyn Store>, budget: usize, epoch: u64, len: u64) -> Stored<K, V>
+    where
+        K: Codec + Ord,
+        V: Codec,
+    {
+        Stored {
+            store,
+            codecs: Codecs {
+                decode: format::decode_node::<K, V>,
+                encode_leaf: format::encode_leaf::<K, V>,
+                encode_branch: format::encode_branch::<K>,
+            },
+            counters: Counters::default(),
+            epochs: Epochs::new(epoch, len),
+            clock: Clock::new(),
+            ghost: Sentinel::new(),
+            account: AccountBox::new(budget),
+        }
+    }
+
+    pub(crate) fn account(&self) -> &'static Account {
+        self.account.get()
+    }
+
+    /// Queues a node that just became clean and resident for the clock.
+    pub(crate) fn track(&self, slot: &Arc<Slot<K, V>>) {
+        self.clock.track(slot);
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let mut stats = self.counters.snapshot();
+        stats.resident_bytes = self.account().resident() as u64;
+        stats.dirty_bytes = self.account().dirty() as u64;
+        stats
+    }
+}
+
+impl<K: PartialEq + Clone, V> Stored<K, V> {
+    /// Evicts cold clean nodes while resident bytes exceed the budget, a
+    /// bounded number of clock steps. Called by threads that just loaded a
+    /// node, and by writers.
+    pub(crate) fn evict_if_over_budget(&self) {
+        let evicted = self.clock.turn(STEPS_PER_CALL, self.account(), &self.ghost);
+        Counters::add(&self.counters.evictions, evicted);
+    }
+
+    /// Turns the clock until resident bytes are within the budget or
+    /// nothing more can go (after a pause, which may have let the tree load
+    /// far past the budget).
+    fn evict_to_budget(&self) {
+        let account = self.account();
+        // A turn over the whole queue marks nodes, the next evicts them,
+        // and a branch can go one turn after its last child.
+        let mut idle = 0;
+        while account.over_budget() && idle < 2 {
+            let evicted = self.clock.turn(usize::MAX, account, &self.ghost);
+            Counters::add(&self.counters.evictions, evicted);
+            idle = if evicted > 0 { 0 } else { idle + 1 };
+        }
+    }
+
+    /// Stops eviction until the returned guard drops, once any turn of the
+    /// clock in progress has ended.
+    pub(crate) fn pause_eviction(&self) -> Paused<'_, K, V> {
+        self.clock.pause();
+        Paused(self)
+    }
+}
+
+/// Eviction stays paused while this lives (see [`Stored::pause_eviction`]);
+/// dropping it evicts what the pause let in over the budget.
+pub(crate) struct Paused<'a, K: PartialEq + Clone, V>(&'a Stored<K, V>);
+
+impl<K: PartialEq + Clone, V> Drop for Paused<'_, K, V> {
+    fn drop(&mut self) {
+        self.0.clock.resume();
+        self.0.evict_to_budget();
+    }
+}
+
+/// Event counters. `Relaxed` throughout: they are statistics, each counted
+/// once by the thread that did the work, and publish nothing.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) loads: AtomicU64,
+    pub(crate) load_waits: AtomicU64,
+    pub(crate) evictions: AtomicU64,
+    pub(crate) checkpoints: AtomicU64,
+    pub(crate) store_reads: AtomicU64,
+    pub(crate) store_writes: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        Counters::add(counter, 1);
+    }
+
+    fn add(counter: &AtomicU64, n: u64) {
+        if n != 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn snapshot(&self) -> Stats {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Stats {
+            loads: get(&self.loads),
+            load_waits: get(&self.load_waits),
+            evictions: get(&self.evictions),
+            checkpoints: get(&self.checkpoints),
+            store_reads: get(&self.store_reads),
+            store_writes: get(&self.store_writes),
+            ..Stats::default()
+        }
+    }
+}
