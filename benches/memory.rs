@@ -7,7 +7,6 @@
 //!
 //! Run: `cargo bench --bench memory`.
 
-#[allow(dead_code)] // `Lock` is not used here
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};

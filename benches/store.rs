@@ -34,17 +34,15 @@
 //!    inserts; random gets for `GB_SECS`, five alternating rounds per
 //!    thread count, the median reported (and every round's ratio).
 
-#[allow(dead_code)] // `Lock` and `btreemap_from` are not used here
 mod common;
 
 use std::hint::black_box;
-use std::str::FromStr;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::SplitMix64;
+use common::{Settings, SplitMix64};
 use ghostbtree::{BTree, Config, MemoryStore, Stats};
 
 /// Gets between two looks at the stop flag.
@@ -55,31 +53,6 @@ const COLD_OPS: u64 = 20_000;
 const SAMPLE_EVERY: usize = 10_000;
 /// Rounds of the warm comparison (alternating trees); the median is shown.
 const WARM_ROUNDS: usize = 5;
-
-struct Settings {
-    duration: Duration,
-    keys: u64,
-    threads: Vec<usize>,
-}
-
-impl Settings {
-    fn from_env() -> Settings {
-        Settings {
-            duration: Duration::from_secs_f64(parse("GB_SECS", &var("GB_SECS", "1"))),
-            keys: parse("GB_KEYS", &var("GB_KEYS", "1000000")),
-            threads: var("GB_THREADS", "1,2").split(',').map(|t| parse("GB_THREADS", t)).collect(),
-        }
-    }
-}
-
-/// The environment variable `name`, or `default` if it is unset.
-fn var(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-fn parse<T: FromStr>(name: &str, text: &str) -> T {
-    text.trim().parse().unwrap_or_else(|_| panic!("{name}: cannot parse {text:?}"))
-}
 
 /// The process's resident set (`VmRSS`), in bytes.
 fn rss_bytes() -> u64 {
@@ -275,7 +248,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let settings = Settings::from_env();
+    let settings = Settings::from_env("1,2");
     let n = settings.keys;
     let keys = common::shuffled_keys(n);
 

@@ -25,13 +25,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::str::FromStr;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{Lock, SplitMix64};
+use common::{Lock, Settings, SplitMix64};
 use ghostbtree::BTree;
 use scc::TreeIndex;
 
@@ -120,21 +119,7 @@ const READ_ONLY: Mix = Mix { name: "read-only", write_percent: 0 };
 const MIXES: [Mix; 3] =
     [READ_ONLY, Mix { name: "90/10", write_percent: 10 }, Mix { name: "50/50", write_percent: 50 }];
 
-struct Settings {
-    duration: Duration,
-    keys: u64,
-    threads: Vec<usize>,
-}
-
 impl Settings {
-    fn from_env() -> Settings {
-        Settings {
-            duration: Duration::from_secs_f64(parse("GB_SECS", &var("GB_SECS", "1"))),
-            keys: parse("GB_KEYS", &var("GB_KEYS", "1000000")),
-            threads: var("GB_THREADS", "1,2,4,8").split(',').map(|t| parse("GB_THREADS", t)).collect(),
-        }
-    }
-
     /// Runs `threads` threads of `mix` on `map`; returns the total ops/s.
     fn run(&self, map: &impl Map, mix: &Mix, threads: usize) -> f64 {
         let len_before = map.len();
@@ -211,15 +196,6 @@ impl Settings {
     }
 }
 
-/// The environment variable `name`, or `default` if it is unset.
-fn var(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-fn parse<T: FromStr>(name: &str, text: &str) -> T {
-    text.trim().parse().unwrap_or_else(|_| panic!("{name}: cannot parse {text:?}"))
-}
-
 /// One thread's loop until `stop`: returns the ops done and the inserts
 /// minus removes that took effect.
 fn work(map: &impl Map, key_space: u64, write_percent: u64, seed: u64, stop: &AtomicBool) -> (u64, i64) {
@@ -248,7 +224,7 @@ fn mega(ops_per_sec: f64) -> f64 {
 }
 
 fn main() {
-    let settings = Settings::from_env();
+    let settings = Settings::from_env("1,2,4,8");
     // Every map is built by its own inserts in the same order (a clone
     // would lay a `BTreeMap` out in key order, which makes it faster).
     let keys = common::shuffled_keys(settings.keys);

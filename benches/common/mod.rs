@@ -4,10 +4,45 @@
 //! Every bench map holds the even keys `0, 2, .., 2n - 2` (value = key), so
 //! odd keys are known absent and `2 * rng.below(n)` is a known hit.
 
+// Each bench uses a different part.
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
+use std::str::FromStr;
+use std::time::Duration;
 
 use ghostbtree::{BTree, Config};
+
+/// What a timed bench runs, from the environment: `GB_SECS` per
+/// measurement (default 1), `GB_KEYS` in the tree (default 1M), and
+/// `GB_THREADS`, a comma-separated list of thread counts.
+pub struct Settings {
+    pub duration: Duration,
+    pub keys: u64,
+    pub threads: Vec<usize>,
+}
+
+impl Settings {
+    /// The settings, with `threads` (`"1,2"`) unless `GB_THREADS` is set.
+    pub fn from_env(threads: &str) -> Settings {
+        Settings {
+            duration: Duration::from_secs_f64(parse("GB_SECS", &var("GB_SECS", "1"))),
+            keys: parse("GB_KEYS", &var("GB_KEYS", "1000000")),
+            threads: var("GB_THREADS", threads).split(',').map(|t| parse("GB_THREADS", t)).collect(),
+        }
+    }
+}
+
+/// The environment variable `name`, or `default` if it is unset.
+pub fn var(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// `text`, parsed, or a panic that names the variable it came from.
+pub fn parse<T: FromStr>(name: &str, text: &str) -> T {
+    text.trim().parse().unwrap_or_else(|_| panic!("{name}: cannot parse {text:?}"))
+}
 
 /// SplitMix64: a few instructions per number, so it costs every contender
 /// the same negligible time, and each thread can own one.

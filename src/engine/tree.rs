@@ -31,6 +31,14 @@
 //! - Every published version satisfies the node invariants in `node.rs`: this
 //!   file builds versions only through `Node::rebuild` and friends, from a
 //!   version that was current when read.
+//! - A change's epoch is at least its base's (`successor_meta`), and the
+//!   change is counted at the swap that makes it, before any posting.
+//!
+//! Over a store, reaching a ghost loads it (`load.rs`; the one call
+//! recursion, a load's descent for a right neighbour, is stated there), a
+//! write registers in an epoch (`epoch.rs`), and writers start checkpoints
+//! and turn the eviction clock (`checkpoint.rs`, `evict.rs`); this file
+//! only calls them.
 
 use std::borrow::Borrow;
 use std::sync::Arc;
@@ -421,7 +429,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     }
 
     /// Registers a write operation in the current commit epoch (trees over
-    /// a store only; see `checkpoint.rs`).
+    /// a store only; see `epoch.rs`).
     fn register(&self) -> Option<Registered<'_>> {
         self.stored.as_ref().map(|stored| stored.epochs.enter())
     }
