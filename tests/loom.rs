@@ -2,9 +2,9 @@
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom
 //! --target-dir target/loom` (see `.ci/run`). Under `cfg(loom)` every slot
-//! cell is a loom-visible cell (`src/engine/cell.rs`), so loom explores the
+//! cell is a loom-visible cell (`src/engine/sync.rs`), so loom explores the
 //! interleavings of the loads and compare-and-swaps that make up writes,
-//! splits, separator posting and root growth.
+//! splits, separator posting, root growth, merges and the root shrinking.
 //!
 //! Each model starts from a small tree with two-entry leaves, so every insert
 //! below splits a leaf and races another thread's write or split:
@@ -205,10 +205,15 @@ fn branch_eviction_races_a_reader_and_a_writer() {
     });
 }
 
-/// `pop_last` removes the largest entry of some moment during the call.
-/// Leaves `[10, 20] []`: the pop passes the empty leaf while another thread
-/// inserts 40 and then 25. Only 20 and 40 were ever the largest; a pop that
-/// checked only the leaf it removed from could return 25.
+/// `pop_last` removes the largest entry at the moment it takes effect.
+/// Leaves `[10, 20] [30]`; removing 30 merges them and the root gives way
+/// to the one leaf left. Then a pop races another thread inserting 40 and
+/// then 25: the insert splits the root leaf and grows a root, the pop
+/// empties the new right leaf, which merges back, and the root shrinks
+/// again. Only 20 and 40 were ever the largest. (This model found a root
+/// growth built on the root's version from before a grow, merge and shrink
+/// winning its swap on the root cell, which had come back to the same
+/// slot: see `Root` in `tree.rs`.)
 #[test]
 fn pop_last_removes_a_key_that_was_the_largest() {
     model(|| {

@@ -50,11 +50,11 @@ use super::search::Seek;
 use super::slot::{NodeRef, Slot};
 use super::stored::{Paused, Stored};
 use super::striped::Striped;
-use super::sync::{AtomicArc, Snapshot, snapshot_into_arc};
+use super::sync::{AtomicArc, Snapshot};
 use crate::{Config, Error, Stats};
 
 pub(crate) struct Tree<K, V> {
-    root: AtomicArc<Slot<K, V>>,
+    root: AtomicArc<Root<K, V>>,
     entries: Striped<1>,
     config: Config,
     /// Everything a tree over a store has; `None` in memory (no ghosts).
@@ -62,6 +62,16 @@ pub(crate) struct Tree<K, V> {
     /// order; see `account.rs`).
     pub(crate) stored: Option<Stored<K, V>>,
 }
+
+/// What the root cell holds: the root slot, in an allocation of its own
+/// each time the cell is set, so that a compare-and-swap on the cell fails
+/// once the cell has moved on, even if it came back to the same slot. It
+/// does: a root `L` grows a parent over it and its right neighbour `R`, `R`
+/// merges into `L`, and the parent, left with one child, hands the cell back
+/// to `L`. A root growth built on `L`'s version from before all that (with
+/// `R` as its right link) would otherwise win its swap and list the
+/// retired `R` again.
+pub(crate) struct Root<K, V>(Arc<Slot<K, V>>);
 
 /// What a write does to the entry of its key.
 pub(crate) enum Action<V> {
@@ -74,14 +84,14 @@ pub(crate) enum Action<V> {
 /// ended at the root, so the root slot's reference count (touched by every
 /// operation otherwise) is left alone.
 pub(crate) enum Held<K, V> {
-    Root(Snapshot<Slot<K, V>>),
+    Root(Snapshot<Root<K, V>>),
     Shared(Arc<Slot<K, V>>),
 }
 
 impl<K, V> Held<K, V> {
     pub(crate) fn arc(&self) -> &Arc<Slot<K, V>> {
         match self {
-            Held::Root(root) => root,
+            Held::Root(root) => &root.0,
             Held::Shared(slot) => slot,
         }
     }
@@ -91,10 +101,7 @@ impl<K, V> std::ops::Deref for Held<K, V> {
     type Target = Slot<K, V>;
 
     fn deref(&self) -> &Slot<K, V> {
-        match self {
-            Held::Root(root) => root,
-            Held::Shared(slot) => slot,
-        }
+        self.arc()
     }
 }
 
@@ -135,7 +142,7 @@ impl<K, V> Tree<K, V> {
     }
 
     pub(crate) fn root(&self) -> Arc<Slot<K, V>> {
-        self.root.load_full()
+        Arc::clone(&self.root.load().0)
     }
 
     pub(crate) fn account(&self) -> Option<&'static Account> {
@@ -170,13 +177,16 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     ) -> Tree<K, V> {
         let entries = Striped::new();
         entries.add(0, isize::try_from(len).unwrap_or(isize::MAX));
-        Tree { root: AtomicArc::new(root), entries, config, stored }
+        Tree { root: AtomicArc::new(Arc::new(Root(root))), entries, config, stored }
     }
 
     /// Hands the root cell from `current` to `new` (a root with one child
     /// gives way to it; `merge.rs`) unless another thread did.
     pub(crate) fn replace_root(&self, current: &Arc<Slot<K, V>>, new: Arc<Slot<K, V>>) -> bool {
-        self.root.compare_exchange(current, new)
+        // By slot: `current` is retired, and a retired slot never comes
+        // back into the cell.
+        let cell = self.root.load_full();
+        Arc::ptr_eq(&cell.0, current) && self.root.compare_exchange(&cell, Arc::new(Root(new)))
     }
 
     /// Stops eviction until the guard drops (see `Stored::pause_eviction`).
@@ -254,11 +264,12 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     pub(crate) fn root_node(&self) -> Result<(Held<K, V>, NodeRef<K, V>), Error> {
         loop {
             let root = self.root.load();
-            if let Some(node) = root.loaded() {
+            if let Some(node) = root.0.loaded() {
                 return Ok((Held::Root(root), node));
             }
             // A ghost root: load it holding no guard.
-            let mut held = Held::Shared(snapshot_into_arc(root));
+            let mut held = Held::Shared(Arc::clone(&root.0));
+            drop(root);
             match self.node_in(&mut held)? {
                 Some(node) => return Ok((held, node)),
                 None => self.hand_on_root(held.arc()),
@@ -540,7 +551,14 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     ) -> Result<(), Error> {
         'look: loop {
             loop {
+                // The cell before the version: a swap from `cell` that wins
+                // means the root slot was `root` throughout, so `top` still
+                // shows the top level's nodes (see `Root`).
+                let cell = self.root.load_full();
                 let (root, top) = self.root_node()?;
+                if !Arc::ptr_eq(root.arc(), &cell.0) {
+                    continue; // handed on meanwhile
+                }
                 if top.level() != level {
                     break;
                 }
@@ -565,10 +583,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                     }
                     .charged(self.account(), true),
                 );
-                let root = Arc::clone(root.arc());
-                drop(top);
+                drop((top, root));
                 // Win or lose, the top is now above `level`: post into it.
-                self.root.compare_exchange(&root, grown);
+                self.root.compare_exchange(&cell, Arc::new(Root(grown)));
             }
             let Found { mut slot, mut node, .. } =
                 self.descend::<true, K>(Seek::Key(&separator), level + 1)?;
