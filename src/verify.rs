@@ -150,7 +150,7 @@ where
             }
         }
         // Merges keep nodes at least a quarter full on average (a small
-        // node merges when it and its neighbour fit in three quarters of
+        // node merges when it and its neighbour fit in seven eighths of
         // one): a level holds at most four times the nodes its items need,
         // plus the small last piece an ascending split leaves. Nodes loaded
         // and not written since are not counted: they were shaped by the

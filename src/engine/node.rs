@@ -185,6 +185,7 @@ impl<K, V> Node<K, V> {
 
     /// Charges this version to `account` (if the tree has one), as dirty
     /// (built by a write) or clean (loaded from the store).
+    #[inline]
     pub(crate) fn charged(mut self, account: Option<&'static Account>, dirty: bool) -> Self {
         if let Some(account) = account {
             self.meta.charge = Some(account.charge(self.size(), dirty));
