@@ -451,6 +451,11 @@ impl<K, V> Slot<K, V> {
         matches!(current, State::Merging { .. } | State::Retired(_))
     }
 
+    /// True if the slot is detached (its parent was evicted; terminal).
+    pub(crate) fn is_detached(&self) -> bool {
+        matches!(&*lock(&self.stands), Stands::Detached(_))
+    }
+
     /// Freezes `current` for a merge into the left neighbour whose changes
     /// are tagged `epoch` or later; false if it is no longer the version.
     pub(crate) fn freeze(&self, current: &NodeRef<K, V>, epoch: u64) -> bool {

@@ -604,7 +604,10 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 // Read after the parent's version: a node merged away
                 // since it split is frozen before it leaves its parent, so
                 // this never links a slot a merge has taken out (`merge.rs`).
-                if right.is_frozen() {
+                // A detached slot (met through a stale right link) was
+                // posted in the parent whose eviction detached it: listed
+                // again, it would lead every descent there back to itself.
+                if right.is_frozen() || right.is_detached() {
                     return Ok(());
                 }
                 // A parent that overflows splits and posts its own pieces.
