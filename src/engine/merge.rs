@@ -107,7 +107,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// is full, and each look is a descent to the parent.
     pub(crate) fn after_remove(&self, slot: &Arc<Slot<K, V>>, left: usize, epoch: u64) {
         let capacity = self.config().leaf_capacity;
-        if left <= merge_at(capacity) && left % (capacity / 16).max(1) == 0 {
+        if left <= merge_at(capacity) && left.is_multiple_of((capacity / 16).max(1)) {
             let _ = self.merge_small(0, slot, epoch);
         }
     }
