@@ -261,16 +261,21 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         let level = r.level();
         self.link_left(slot, separator, level, epoch)?;
         loop {
+            // The node was in a parent when it froze, and a level goes only
+            // when its last node but one has left it: with no level above,
+            // it is unlinked already, by a helper that has not marked it
+            // yet. (A thaw would bring back a node no parent lists. And the
+            // descent below would walk the node's own level, meet it frozen
+            // and help it: this very call again, until the stack ran out.)
+            let (_, root) = self.root_node()?;
+            if root.level() <= level {
+                return Ok(Some(epoch.max(root.meta.epoch)));
+            }
+            drop(root);
             let Found { slot: parent_slot, node: parent, .. } =
                 self.descend::<true, K>(Seek::Key(separator), level + 1)?;
             if parent.level() != level + 1 {
-                // The node was in a parent when it froze, and a level goes
-                // only when its last node but one has left it: unlinked
-                // already, by a helper that has not marked it yet (a thaw
-                // here would bring back a node that no parent lists, and a
-                // stale version of it could be evicted, detaching children
-                // that the absorber then lists).
-                return Ok(Some(epoch.max(parent.meta.epoch)));
+                return Ok(Some(epoch.max(parent.meta.epoch))); // as above
             }
             if parent.low.as_ref() == Some(separator) {
                 return Ok(None);
@@ -281,9 +286,10 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 return Ok(Some(epoch.max(parent.meta.epoch)));
             };
             if !Arc::ptr_eq(&branch.children[k + 1], slot) {
-                return Err(Error::Internal {
-                    what: "a separator leading to another slot than the node starting there",
-                });
+                // Another node starts there now: helpers faster than this
+                // one unlinked the node and absorbed it, and the absorber
+                // split right at the separator and posted its new piece.
+                return Ok(Some(epoch.max(parent.meta.epoch)));
             }
             let body = Body::Branch(branch.without_child(k + 1));
             if let Some(tag) = self.publish(&parent_slot, &parent, body, None, false, epoch, 0) {
