@@ -188,13 +188,11 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
                 };
                 // The front has passed every key below `low` if it passed
                 // the greatest one (`front_passed` covers a prefix).
-                let front_passed_below = match &self.front {
-                    _ if self.front_entered.is_some() => {
-                        self.front_entered.as_ref().is_some_and(|e| low <= e)
-                    }
-                    Some((front, index)) if *index >= 1 => &leaf_of(front).keys[index - 1] >= low,
-                    Some((front, _)) => front.low.as_ref().is_some_and(|front_low| low <= front_low),
-                    None => false,
+                let front_passed_below = match (&self.front, &self.front_entered) {
+                    (_, Some(entered)) => low <= entered,
+                    (Some((front, index)), None) if *index >= 1 => &leaf_of(front).keys[index - 1] >= low,
+                    (Some((front, _)), None) => front.low.as_ref().is_some_and(|front_low| low <= front_low),
+                    (None, None) => false,
                 };
                 if !start_below || front_passed_below {
                     // No key left of `low` is after the start and not yet

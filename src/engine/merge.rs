@@ -36,7 +36,15 @@
 //! slot it leads to is not frozen, checked after reading the parent version
 //! the post swaps from (`Tree::try_post_split`). Unlinking needs `R`
 //! frozen first, so a post that read the parent before the unlink fails its
-//! swap, and one that read it after sees `R` frozen.
+//! swap, and one that read it after sees `R` frozen. Nor to a detached slot:
+//! merges help posts they find missing through right links, which may be
+//! stale, and a detached slot was posted in the parent whose eviction
+//! detached it.
+//!
+//! Helpers race: each step's "done already" is read off the tree, not the
+//! slot's mark, which its doer sets after the step. An unlink finds the
+//! separator gone, or leading to another slot (the absorber split right
+//! there), or the level above gone (the parent shrank away).
 //!
 //! # When
 //!
