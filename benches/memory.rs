@@ -103,4 +103,48 @@ fn main() {
     println!("  random inserts     {:.2}", gb_random / bt_random);
     println!("  ascending inserts  {:.2}", gb_ascending / bt_ascending);
     println!("  bulk loads         {:.2}", gb_bulk / bt_bulk);
+
+    shrunk(&shuffled);
+}
+
+/// A tree that lost 90 % of its keys (random removes) against trees built
+/// with the keys that are left, by random inserts and bulk loaded: nodes
+/// and held bytes (issue 9: merges shrink the tree).
+fn shrunk(shuffled: &[u64]) {
+    let kept: Vec<u64> = shuffled.iter().copied().step_by(10).collect();
+    let held = |build: &dyn Fn() -> BTree<u64, u64>| {
+        let before = LIVE.load(Relaxed);
+        let tree = build();
+        let held = LIVE.load(Relaxed) - before;
+        let report = tree.verify().unwrap();
+        assert!(report.is_ok() && report.entries == kept.len(), "{report}");
+        (report.nodes, held)
+    };
+    let removed = held(&|| {
+        let tree = common::ghostbtree_from(shuffled);
+        for (i, key) in shuffled.iter().enumerate() {
+            if i % 10 != 0 {
+                tree.remove(key).unwrap();
+            }
+        }
+        tree
+    });
+    let inserted = held(&|| common::ghostbtree_from(&kept));
+    let mut sorted = kept.clone();
+    sorted.sort_unstable();
+    let bulk = held(&|| BTree::from_sorted(sorted.iter().map(|&key| (key, key)), Config::new()).unwrap());
+    println!("\n{N} keys, 90 % removed at random, against the {} keys left built anew:", kept.len());
+    println!("{:<34} {:>8} {:>10} {:>8} {:>8}", "tree", "nodes", "MiB held", "nodes x", "bytes x");
+    for (name, (nodes, bytes)) in [
+        ("after removes", removed),
+        ("random inserts of the rest", inserted),
+        ("from_sorted of the rest", bulk),
+    ] {
+        println!(
+            "{name:<34} {nodes:>8} {:>10.2} {:>8.2} {:>8.2}",
+            bytes as f64 / (1 << 20) as f64,
+            removed.0 as f64 / nodes as f64,
+            removed.1 as f64 / bytes as f64
+        );
+    }
 }

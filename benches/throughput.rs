@@ -19,7 +19,10 @@
 //! row. Before the table, single-thread gets on the fresh maps compare
 //! ghostbtree with an unsynchronized `BTreeMap`. After it, sequential
 //! inserts (ZODB#232's workload: every thread appends the next key of one
-//! shared counter, so all writes meet in the rightmost leaf).
+//! shared counter, so all writes meet in the rightmost leaf), then the queue
+//! workload (`pop_first` + append, issue 9) and `first_key_value` on a
+//! drained tree; `cargo bench --bench throughput -- queue` runs only those
+//! two (`GB_RUNS` runs of the queue, default 3).
 
 mod common;
 
@@ -225,6 +228,11 @@ fn mega(ops_per_sec: f64) -> f64 {
 
 fn main() {
     let settings = Settings::from_env("1,2,4,8");
+    // `cargo bench --bench throughput -- queue`: that part alone.
+    if std::env::args().skip(1).any(|arg| arg == "queue") {
+        queue_workload(&settings);
+        return drained_lookup();
+    }
     // Every map is built by its own inserts in the same order (a clone
     // would lay a `BTreeMap` out in key order, which makes it faster).
     let keys = common::shuffled_keys(settings.keys);
@@ -298,4 +306,183 @@ fn main() {
         );
     }
     println!("\nghostbtree after the runs: {}", ghostbtree.verify().unwrap());
+    drop((ghostbtree, std_rwlock, parking_lot_rwlock, tree_index, btreemap));
+
+    queue_workload(&settings);
+
+    drained_lookup();
+}
+
+/// A queue: `pop_first` at the front and an append at the end, as a job
+/// queue, a time-ordered log with expiry or a sliding window use a map.
+trait Queue: Sync {
+    /// Appends `key` (greater than every key in the queue).
+    fn push(&self, key: u64);
+    fn pop_first(&self) -> Option<u64>;
+}
+
+impl Queue for BTree<u64, u64> {
+    fn push(&self, key: u64) {
+        self.insert(key, key).unwrap();
+    }
+    fn pop_first(&self) -> Option<u64> {
+        BTree::pop_first(self).unwrap().map(|(key, _)| key)
+    }
+}
+
+impl<L: Lock + Sync> Queue for L {
+    fn push(&self, key: u64) {
+        BTreeMap::insert(&mut self.write(), key, key);
+    }
+    fn pop_first(&self) -> Option<u64> {
+        BTreeMap::pop_first(&mut self.write()).map(|(key, _)| key)
+    }
+}
+
+/// Keys in the queue workload's map; ops (a pop and an append) per phase.
+const QUEUE_KEYS: u64 = 200_000;
+const QUEUE_OPS: u64 = 40_000;
+const QUEUE_PHASES: usize = 5;
+
+/// Runs `QUEUE_PHASES` phases of `QUEUE_OPS` pops and appends (each thread
+/// its share) on a map of `QUEUE_KEYS` ascending keys; returns each phase's
+/// ops/s.
+fn queue_phases(map: &impl Queue, threads: usize) -> Vec<f64> {
+    let next = std::sync::atomic::AtomicU64::new(QUEUE_KEYS);
+    (0..QUEUE_PHASES)
+        .map(|_| {
+            let barrier = Barrier::new(threads + 1);
+            let per_thread = QUEUE_OPS / threads as u64;
+            let elapsed = thread::scope(|s| {
+                for _ in 0..threads {
+                    let (barrier, next) = (&barrier, &next);
+                    s.spawn(move || {
+                        barrier.wait();
+                        for _ in 0..per_thread {
+                            assert!(map.pop_first().is_some(), "the queue ran empty");
+                            map.push(next.fetch_add(1, Relaxed));
+                        }
+                        barrier.wait();
+                    });
+                }
+                barrier.wait();
+                let start = Instant::now();
+                barrier.wait();
+                start.elapsed()
+            });
+            (per_thread * threads as u64) as f64 / elapsed.as_secs_f64()
+        })
+        .collect()
+}
+
+/// The queue workload (issue 9): ghostbtree against `RwLock<BTreeMap>`, in
+/// `GB_RUNS` runs (default 3) each on fresh maps: the median of each
+/// phase's throughput, and the medians (with their range over the runs) of
+/// the last phase against the first (a tree that kept its emptied leaves
+/// got slower with every phase) and of ghostbtree against the better lock.
+fn queue_workload(settings: &Settings) {
+    let runs: usize = common::parse("GB_RUNS", &common::var("GB_RUNS", "3"));
+    println!(
+        "\nqueue: {QUEUE_PHASES} phases of {QUEUE_OPS} pop_first + append on {QUEUE_KEYS} keys; \
+         M ops/s per phase, median of {runs} runs; ratios: median (min-max)"
+    );
+    println!(
+        "{:>7} {:<11} {:>39} {:>17} {:>17} {:>17}",
+        "threads", "map", "phases 1..5", "last/first", "gb/lock 1st", "gb/lock 5th"
+    );
+    let ascending = || (0..QUEUE_KEYS).map(|key| (key, key));
+    let last = QUEUE_PHASES - 1;
+    for &threads in &settings.threads {
+        // Per run: each contender's phases.
+        let (mut gb, mut std, mut pl, mut collected) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            // Filled as a queue fills, by appends; and a `BTreeMap` made by
+            // `collect` (packed full, faster to start with) for reference.
+            let ghostbtree: BTree<u64, u64> = BTree::new();
+            let std_rwlock = std::sync::RwLock::new(BTreeMap::new());
+            let parking_lot_rwlock = parking_lot::RwLock::new(BTreeMap::new());
+            for (key, value) in ascending() {
+                ghostbtree.insert(key, value).unwrap();
+                Queue::push(&std_rwlock, key);
+                Queue::push(&parking_lot_rwlock, key);
+            }
+            gb.push(queue_phases(&ghostbtree, threads));
+            let report = ghostbtree.verify().unwrap();
+            assert!(report.is_ok() && report.is_settled(), "{report}");
+            std.push(queue_phases(&std_rwlock, threads));
+            pl.push(queue_phases(&parking_lot_rwlock, threads));
+            collected.push(queue_phases(
+                &parking_lot::RwLock::new(ascending().collect::<BTreeMap<_, _>>()),
+                threads,
+            ));
+        }
+        // Per run and phase, the best of the locks.
+        let lock: Vec<Vec<f64>> = (0..runs)
+            .map(|r| (0..QUEUE_PHASES).map(|i| std[r][i].max(pl[r][i]).max(collected[r][i])).collect())
+            .collect();
+        let rows =
+            [("ghostbtree", &gb), ("std RwLock", &std), ("pl RwLock", &pl), ("pl collect", &collected)];
+        for (name, phases) in rows {
+            let medians: String = (0..QUEUE_PHASES)
+                .map(|i| format!("{:>7.2}", mega(median(phases.iter().map(|run| run[i])))))
+                .collect();
+            let decay = spread(phases.iter().map(|run| run[last] / run[0]));
+            print!("{threads:>7} {name:<11} {medians:>39} {decay:>17}");
+            if name == "ghostbtree" {
+                let at = |i: usize| spread(gb.iter().zip(&lock).map(|(g, l)| g[i] / l[i]));
+                print!(" {:>17} {:>17}", at(0), at(last));
+            }
+            println!();
+        }
+    }
+}
+
+/// The median of `values`.
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// `median (min-max)` of `values`.
+fn spread(values: impl Iterator<Item = f64>) -> String {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    format!("{:.2} ({:.2}-{:.2})", values[values.len() / 2], values[0], values[values.len() - 1])
+}
+
+/// `first_key_value` on a tree drained to 10 keys (1M keys inserted, then
+/// popped from the front) against a fresh 10-key tree: a tree that kept
+/// its emptied leaves walked every one of them.
+fn drained_lookup() {
+    const KEYS: u64 = 1_000_000;
+    const LOOKUPS: u32 = 1_000_000;
+    let drained: BTree<u64, u64> = BTree::new();
+    (0..KEYS).for_each(|key| drop(drained.insert(key, key)));
+    while drained.len() > 10 {
+        drained.pop_first().unwrap();
+    }
+    let fresh: BTree<u64, u64> = (KEYS - 10..KEYS).map(|key| (key, key)).collect();
+    let time = |tree: &BTree<u64, u64>| {
+        let start = Instant::now();
+        for _ in 0..LOOKUPS {
+            black_box(tree.first_key_value().unwrap());
+        }
+        start.elapsed().as_nanos() as f64 / f64::from(LOOKUPS)
+    };
+    // Alternating rounds; the medians are compared.
+    let (mut d, mut f): (Vec<f64>, Vec<f64>) = (0..5).map(|_| (time(&drained), time(&fresh))).unzip();
+    d.sort_by(f64::total_cmp);
+    f.sort_by(f64::total_cmp);
+    println!(
+        "\nfirst_key_value, ns (median of 5; range): drained to 10 keys {:.0} ({:.0}-{:.0}), fresh 10-key tree {:.0} ({:.0}-{:.0}), drained/fresh {:.2}; drained tree: {}",
+        d[2],
+        d[0],
+        d[4],
+        f[2],
+        f[0],
+        f[4],
+        d[2] / f[2],
+        drained.verify().unwrap()
+    );
 }

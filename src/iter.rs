@@ -58,6 +58,17 @@ pub struct Range<'a, K, V> {
     /// The back leaf and the index of the last entry yielded; entries before
     /// it are still to come (see `back_passed`).
     back: Option<Cursor<K, V>>,
+    /// Where the front entered its leaf, when that is not the leaf's `low`:
+    /// the right link it followed led to a detached slot whose node the
+    /// leaf it found had absorbed since (a merge), so everything below the
+    /// link's target was passed, and the leaf's keys below it are skipped.
+    /// Cleared by the front's first yield from the leaf.
+    front_entered: Option<K>,
+    /// Where the back entered its leaf, when that is not the leaf's `high`:
+    /// it came from a leaf that the one it found has absorbed since (a
+    /// merge), so the keys from there up were passed, not the leaf's own.
+    /// Cleared by the back's first yield from the leaf.
+    back_entered: Option<K>,
     done: bool,
 }
 
@@ -70,7 +81,7 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
             (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => s >= e,
             _ => false,
         };
-        Range { tree, start, end, front: None, back: None, done }
+        Range { tree, start, end, front: None, front_entered: None, back: None, back_entered: None, done }
     }
 
     /// True if the front has passed `key`: yielded it if it was present in
@@ -83,6 +94,9 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
     /// load) still stops the other end where this one got to.
     fn front_passed(&self, key: &K) -> bool {
         let Some((leaf, index)) = &self.front else { return false };
+        if let Some(entered) = &self.front_entered {
+            return key < entered;
+        }
         match index.checked_sub(1) {
             Some(last) => key <= &leaf_of(leaf).keys[last],
             None => leaf.low.as_ref().is_some_and(|low| key < low),
@@ -94,6 +108,9 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
     /// leaf's `high`.
     fn back_passed(&self, key: &K) -> bool {
         let Some((leaf, index)) = &self.back else { return false };
+        if let Some(entered) = &self.back_entered {
+            return key >= entered;
+        }
         match leaf_of(leaf).keys.get(*index) {
             Some(last) => key >= last,
             None => leaf.high.as_ref().is_some_and(|high| key >= high),
@@ -120,16 +137,17 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
 
     /// The front's next position: the first leaf, or the right neighbour of
     /// a used-up leaf. `None` when nothing can lie beyond.
-    fn next_front(&self) -> Result<Option<Cursor<K, V>>, Error> {
+    #[allow(clippy::type_complexity)]
+    fn next_front(&self) -> Result<Option<(Cursor<K, V>, Option<K>)>, Error> {
         let Some((leaf, _)) = &self.front else {
             let (start, inclusive) = match &self.start {
-                Bound::Unbounded => return Ok(Some((self.tree.seek(Seek::First)?.into_arc(), 0))),
+                Bound::Unbounded => return Ok(Some(((self.tree.seek(Seek::First)?.into_arc(), 0), None))),
                 Bound::Included(start) => (start, true),
                 Bound::Excluded(start) => (start, false),
             };
             let leaf = self.tree.seek(Seek::Key(start))?.into_arc();
             let at = leaf_of(&leaf).keys.partition_point(|k| if inclusive { k < start } else { k <= start });
-            return Ok(Some((leaf, at)));
+            return Ok(Some(((leaf, at), None)));
         };
         let (Some(high), Some(right)) = (&leaf.high, &leaf.right) else {
             return Ok(None);
@@ -137,12 +155,23 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
         if !self.before_end(high) {
             return Ok(None);
         }
-        Ok(Some((self.tree.node_arc(right)?, 0)))
+        // A frozen slot (being merged away, or retired) gives its last
+        // version, which holds every key its range held when it froze. A
+        // detached one gives the live node where its range starts, which
+        // may begin further left, if a merge absorbed the node there.
+        let next = self.tree.version(right)?;
+        if next.low.as_ref() == Some(high) {
+            return Ok(Some(((next, 0), None)));
+        }
+        let at = leaf_of(&next).keys.partition_point(|k| k < high);
+        Ok(Some(((next, at), Some(high.clone()))))
     }
 
     /// The back's next position: the last leaf, or the leaf left of a
-    /// used-up one. `None` when nothing can lie before.
-    fn next_back_leaf(&self) -> Result<Option<Cursor<K, V>>, Error> {
+    /// used-up one, and where it entered it if not at the leaf's `high`
+    /// (see `back_entered`). `None` when nothing can lie before.
+    #[allow(clippy::type_complexity)]
+    fn next_back_leaf(&self) -> Result<Option<(Cursor<K, V>, Option<K>)>, Error> {
         let (seek, bound) = match &self.back {
             None => match &self.end {
                 Bound::Unbounded => (Seek::Last, None),
@@ -159,10 +188,11 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
                 };
                 // The front has passed every key below `low` if it passed
                 // the greatest one (`front_passed` covers a prefix).
-                let front_passed_below = match &self.front {
-                    Some((front, index)) if *index >= 1 => &leaf_of(front).keys[index - 1] >= low,
-                    Some((front, _)) => front.low.as_ref().is_some_and(|front_low| low <= front_low),
-                    None => false,
+                let front_passed_below = match (&self.front, &self.front_entered) {
+                    (_, Some(entered)) => low <= entered,
+                    (Some((front, index)), None) if *index >= 1 => &leaf_of(front).keys[index - 1] >= low,
+                    (Some((front, _)), None) => front.low.as_ref().is_some_and(|front_low| low <= front_low),
+                    (None, None) => false,
                 };
                 if !start_below || front_passed_below {
                     // No key left of `low` is after the start and not yet
@@ -180,7 +210,13 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
             Some(Bound::Excluded(end)) => keys.partition_point(|k| k < end),
             Some(Bound::Unbounded) => keys.len(),
         };
-        Ok(Some((leaf, at)))
+        // Stepping left from `low`: the leaf found ends there, unless it
+        // absorbed the one just left.
+        let entered = match (&self.back, &leaf.high) {
+            (Some((old, _)), high) if high.as_ref() != old.low.as_ref() => old.low.clone(),
+            _ => None,
+        };
+        Ok(Some(((leaf, at), entered)))
     }
 }
 
@@ -199,11 +235,12 @@ impl<K: Ord + Clone, V: Clone> Iterator for Range<'_, K, V> {
                     if let Some((_, index)) = &mut self.front {
                         *index += 1;
                     }
+                    self.front_entered = None;
                     return Some(Ok(entry));
                 }
             }
             match self.next_front() {
-                Ok(Some(front)) => self.front = Some(front),
+                Ok(Some((front, entered))) => (self.front, self.front_entered) = (Some(front), entered),
                 Ok(None) => break,
                 Err(error) => return Some(Err(error)),
             }
@@ -228,10 +265,11 @@ impl<K: Ord + Clone, V: Clone> DoubleEndedIterator for Range<'_, K, V> {
                 if let Some((_, index)) = &mut self.back {
                     *index = i;
                 }
+                self.back_entered = None;
                 return Some(Ok(entry));
             }
             match self.next_back_leaf() {
-                Ok(Some(back)) => self.back = Some(back),
+                Ok(Some((back, entered))) => (self.back, self.back_entered) = (Some(back), entered),
                 Ok(None) => break,
                 Err(error) => return Some(Err(error)),
             }

@@ -66,8 +66,8 @@
 //!   twice, and every key present for the whole iteration (see [`Range`]).
 //! - [`BTree::len`] is exact when no write is in flight and costs no shared
 //!   counter on writes.
-//! - `pop_first` / `pop_last` remove an entry that was the smallest / largest
-//!   at some moment during the call (see [`BTree::pop_first`]).
+//! - `pop_first` / `pop_last` are linearizable too: they remove the smallest
+//!   / largest entry at the moment they take effect.
 //! - A panic in a key's `Ord` or `Clone` during an operation propagates to
 //!   the caller and leaves the tree as it was before a write or as the write
 //!   left it, never in between: versions are built aside and published
@@ -91,12 +91,14 @@
 //! std::thread::spawn(move || drop(tree)).join().unwrap();
 //! ```
 //!
-//! # Limits
+//! Deletes shrink the tree: an emptied or small bucket merges with a
+//! neighbour, interior nodes that lose children shrink the same way, and
+//! the tree's height drops when its root has one child, all while readers
+//! and writers go on. A queue (append at the end, `pop_first` at the front)
+//! stays O(log n) per operation however long it runs.
 //!
-//! Emptied buckets are not merged or unlinked: they stay in the tree (legal,
-//! and refilled by later inserts in their range) and cost a little memory
-//! and a step in scans. See `docs/design.md` for the protocol, the invariants
-//! and the orderings, and `docs/benchmarks.md` for measured costs.
+//! See `docs/design.md` for the protocol, the invariants and the orderings,
+//! and `docs/benchmarks.md` for measured costs.
 
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 // Three allowed places, each with its `SAFETY` line: the prefetch hint in

@@ -159,14 +159,14 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
     }
 
     /// Removes and returns the entry with the smallest key (ZODB's
-    /// `popitem`); `None` if the tree was empty at some moment during the
-    /// call.
+    /// `popitem`); `None` if the tree is empty.
     ///
-    /// Under concurrent writes the entry removed was the smallest at some
-    /// moment during the call (when the pop read the leaf it removes from),
-    /// and it is removed at once if still present; a smaller key inserted
-    /// after that moment may already be in the tree when the call returns.
-    /// Two pops never return the same entry.
+    /// Linearizable, like `insert` and `remove`: the entry removed is the
+    /// smallest at the moment the pop takes effect (one swap on the
+    /// leftmost bucket, whose range reaches minus infinity), and `None`
+    /// means the tree was empty at a moment during the call. A key
+    /// inserted below it after that moment is not removed. Two pops never
+    /// return the same entry. O(log n): emptied buckets are merged away.
     pub fn pop_first(&self) -> Result<Option<(K, V)>, Error> {
         self.tree.pop(false)
     }

@@ -31,6 +31,17 @@ pub struct Report {
     /// are found by moving right) but, when no write is in flight, a sign
     /// that a split's second step was interrupted.
     pub unposted: usize,
+    /// Merges found in progress and finished by `verify` before it looked
+    /// (see `docs/design.md`, "Merges"): legal, and finished by the next
+    /// thread that meets one anyway; zero when no write is in flight,
+    /// unless a panic (in a key's `Clone` or `Ord`) broke a merge off.
+    pub merging: usize,
+    /// Leaves with no entry beside others: merges take them out, so zero
+    /// when no write is in flight, unless a panic broke a merge off or a
+    /// merge could not read its neighbour from the store (the next write
+    /// to the leaf tries again). A leaf loaded empty from a store and not
+    /// written since is not counted.
+    pub empty: usize,
     /// Every broken invariant, one line each.
     pub violations: Vec<String>,
 }
@@ -40,17 +51,26 @@ impl Report {
     pub fn is_ok(&self) -> bool {
         self.violations.is_empty()
     }
+
+    /// True if no structural work is pending: every separator posted, no
+    /// merge in progress, no empty leaf beside others. Holds when no write
+    /// is in flight and none was broken off by a panic.
+    pub fn is_settled(&self) -> bool {
+        self.unposted == 0 && self.merging == 0 && self.empty == 0
+    }
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "height {}, {} nodes, {} entries, {} unposted separators, {} violations",
+            "height {}, {} nodes, {} entries, {} unposted separators, {} merging, {} empty leaves, {} violations",
             self.height,
             self.nodes,
             self.entries,
             self.unposted,
+            self.merging,
+            self.empty,
             self.violations.len()
         )?;
         for violation in &self.violations {
@@ -64,6 +84,10 @@ impl fmt::Display for Report {
 struct Level<K, V> {
     slots: Vec<Arc<Slot<K, V>>>,
     nodes: Vec<NodeArc<K, V>>,
+    /// Positions of the nodes frozen by a merge in progress.
+    frozen: Vec<usize>,
+    /// The right links lead back to a node of the level.
+    cycle: bool,
 }
 
 pub(crate) fn verify<K, V>(tree: &Tree<K, V>) -> Result<Report, Error>
@@ -74,20 +98,34 @@ where
     // Children are matched to the level below by slot identity, and an
     // evicted branch's children get new slots when it loads again.
     let _paused = tree.pause_eviction();
-    let mut report = Report::default();
+    // Merges broken off (by a panic) are finished first: the walk below
+    // finds the live slot of a detached one by a descent, and descents
+    // help merges, so a merge left pending would change the tree halfway
+    // through the walk, and the report would mix two states.
+    let mut report = Report { merging: settle(tree)?, ..Report::default() };
     let mut bad = |what: String| report.violations.push(what);
     let config = tree.config().clone();
     let mut level = chain(tree, tree.root())?;
     let height = level.nodes[0].level();
-    let (mut nodes, mut entries, mut unposted) = (0, 0, level.nodes.len() - 1);
+    let (mut nodes, mut entries, mut unposted, mut merging, mut empty) = (0, 0, level.nodes.len() - 1, 0, 0);
     for depth in (0..=height).rev() {
         nodes += level.nodes.len();
+        merging += level.frozen.len();
         check_level(&level, depth, &mut bad);
         for (i, node) in level.nodes.iter().enumerate() {
+            let frozen = level.frozen.contains(&i);
             let at = || format!("level {depth} node {i} [{:?}, {:?})", node.low, node.high);
+            // A version loaded from the store may be over capacity (a
+            // checkpoint folds splits not posted yet into their parent's
+            // image) or an empty leaf (an image taken before a merge): its
+            // next write mends it.
+            let loaded = node.meta.epoch == 0 && node.meta.stored.get().is_some();
             let capacity = match &node.body {
                 Body::Leaf(leaf) => {
                     entries += leaf.keys.len();
+                    if leaf.keys.is_empty() && level.nodes.len() > 1 && !loaded && !frozen {
+                        empty += 1;
+                    }
                     if leaf.keys.len() != leaf.vals.len() {
                         bad(format!("{}: {} keys but {} values", at(), leaf.keys.len(), leaf.vals.len()));
                     }
@@ -107,13 +145,27 @@ where
                     config.branch_capacity
                 }
             };
-            // A version loaded from the store may be over capacity: a
-            // checkpoint folds splits not posted yet into their parent's
-            // image. Its next write splits it.
-            let loaded = node.meta.epoch == 0 && node.meta.stored.get().is_some();
             if node.len() > capacity && !loaded {
                 bad(format!("{}: {} entries, over the capacity {capacity}", at(), node.len()));
             }
+        }
+        // Merges keep nodes at least a quarter full on average (a small
+        // node merges when it and its neighbour fit in seven eighths of
+        // one): a level holds at most four times the nodes its items need,
+        // plus the small last piece an ascending split leaves. Nodes loaded
+        // and not written since are not counted: they were shaped by the
+        // capacities of the tree that stored them.
+        let items: usize = level.nodes.iter().map(|node| node.len()).sum();
+        let written = level.nodes.iter().enumerate().filter(|(i, node)| {
+            !level.frozen.contains(i) && (node.meta.epoch != 0 || node.meta.stored.get().is_none())
+        });
+        let (written, capacity) =
+            (written.count(), if depth == 0 { config.leaf_capacity } else { config.branch_capacity });
+        let bound = 4 * items.div_ceil(capacity) + 2;
+        if written > bound {
+            bad(format!(
+                "level {depth}: {written} nodes for {items} entries, more than the {bound} merges allow"
+            ));
         }
         if depth == 0 {
             break;
@@ -128,19 +180,59 @@ where
     if entries != tree.len() {
         bad(format!("len() is {} but the leaves hold {entries} entries", tree.len()));
     }
-    (report.height, report.nodes, report.entries, report.unposted) = (height, nodes, entries, unposted);
+    if merging != 0 {
+        bad(format!("{merging} nodes still frozen by a merge after finishing every merge found"));
+    }
+    (report.height, report.nodes, report.entries, report.unposted, report.empty) =
+        (height, nodes, entries, unposted, empty);
     Ok(report)
+}
+
+/// Finishes every merge in progress, level by level from the top, until a
+/// walk finds none; returns how many it finished.
+fn settle<K: Ord + Clone, V: Clone>(tree: &Tree<K, V>) -> Result<usize, Error> {
+    let mut finished = 0;
+    loop {
+        let mut frozen = Vec::new();
+        let mut first = Some(tree.root());
+        while let Some(slot) = first {
+            let level = chain(tree, slot)?;
+            let merging = level.frozen.iter().map(|&i| &level.slots[i]);
+            frozen.extend(merging.filter(|slot| slot.frozen().is_some_and(|f| f.merge().is_some())).cloned());
+            first = level.nodes[0].as_branch().and_then(|b| b.children.first()).cloned();
+        }
+        if frozen.is_empty() {
+            return Ok(finished);
+        }
+        for slot in &frozen {
+            tree.complete_merge(slot)?;
+            finished += 1;
+        }
+        if finished > 1 << 20 {
+            return Err(Error::Internal { what: "merges that do not finish" });
+        }
+    }
 }
 
 /// The level that starts at `first`, along the right links.
 fn chain<K: Ord + Clone, V: Clone>(tree: &Tree<K, V>, first: Arc<Slot<K, V>>) -> Result<Level<K, V>, Error> {
-    let mut level = Level { slots: Vec::new(), nodes: Vec::new() };
+    let mut level = Level { slots: Vec::new(), nodes: Vec::new(), frozen: Vec::new(), cycle: false };
     let mut next = Some(first);
+    let mut seen = std::collections::HashSet::new();
     while let Some(slot) = next {
+        if !seen.insert(Arc::as_ptr(&slot)) {
+            // A cycle of right links: the level ends here (`check_level`
+            // reports the ranges that do not follow on).
+            level.cycle = true;
+            break;
+        }
         // A right link may lead to a detached slot (see `engine/slot.rs`):
         // the level is made of the live ones.
         let mut slot = Held::Shared(slot);
-        let node = tree.node_in(&mut slot)?.into_arc();
+        let (node, frozen) = tree.visit(&mut slot)?;
+        if frozen {
+            level.frozen.push(level.nodes.len());
+        }
         next = node.right.clone();
         level.slots.push(Arc::clone(slot.arc()));
         level.nodes.push(node);
@@ -152,6 +244,9 @@ fn chain<K: Ord + Clone, V: Clone>(tree: &Tree<K, V>, first: Arc<Slot<K, V>>) ->
 /// node is on level `depth`.
 fn check_level<K: Ord + fmt::Debug, V>(level: &Level<K, V>, depth: u32, bad: &mut impl FnMut(String)) {
     let nodes = &level.nodes;
+    if level.cycle {
+        bad(format!("level {depth}: the right links go round in a cycle after {} nodes", nodes.len()));
+    }
     if let Some(low) = &nodes[0].low {
         bad(format!("level {depth}: the leftmost node starts at {low:?}, not minus infinity"));
     }

@@ -33,6 +33,9 @@ fn plain_op() -> impl Strategy<Value = Op> {
         2 => (key(), any::<Value>()).prop_map(|(k, v)| Op::TryInsert(k, v)),
         5 => key().prop_map(Op::Remove),
         2 => (key(), any::<u8>()).prop_map(|(k, n)| Op::RemoveRun(k, n)),
+        1 => (key(), 0..300u16, proptest::bool::weighted(0.2))
+            .prop_map(|(start, len, all)| Op::Drain { start, len, all }),
+        1 => (key(), any::<u8>()).prop_map(|(k, n)| Op::Refill(k, n)),
         2 => key().prop_map(Op::Get),
         1 => key().prop_map(Op::ContainsKey),
         2 => (key(), proptest::option::of(0..4u32), proptest::option::of(0..4u32))
@@ -61,6 +64,7 @@ fn panicking_op() -> impl Strategy<Value = Op> {
         2 => (key(), any::<Value>()).prop_map(|(k, v)| Op::TryInsert(k, v)),
         5 => key().prop_map(Op::Remove),
         1 => (key(), any::<u8>()).prop_map(|(k, n)| Op::RemoveRun(k, n)),
+        1 => (key(), 0..40u16).prop_map(|(start, len)| Op::Drain { start, len, all: false }),
         2 => (key(), proptest::option::of(0..4u32), proptest::option::of(0..4u32))
             .prop_map(|(key, expected, new)| Op::CompareAndSwap { key, expected, new }),
         2 => Just(Op::PopFirst),
@@ -249,4 +253,102 @@ fn borrowed_keys_work_like_std() {
     assert_eq!(bytes.get(&b"abc"[..]).unwrap(), Some(1));
     assert_eq!(bytes.remove(&b"abc"[..]).unwrap(), Some(1));
     assert!(bytes.is_empty());
+}
+
+/// Random removal-heavy runs over a store with injected panics, checking after
+/// every step that the tree, a scan and the image a reopen would see agree.
+/// `SEEDS` (default 300) and `STEPS` (default 300) scale it; `SEED=n`
+/// replays seed `n` alone, printing each step.
+#[test]
+fn removal_heavy_runs_over_a_store_with_panics() {
+    use common::panicky::{Key as P, quiet_injected_panics, with_panic_at};
+    use common::rng::Rng;
+    quiet_injected_panics();
+    let var = |name: &str, default: u64| std::env::var(name).map_or(default, |s| s.parse().unwrap());
+    let (seeds, steps) = (var("SEEDS", 300), var("STEPS", 300));
+    let only = std::env::var("SEED").ok().map(|seed| seed.parse::<u64>().unwrap());
+    for seed in 0..seeds {
+        if only.is_some_and(|only| only != seed) {
+            continue;
+        }
+        let mut rng = Rng(seed * 7919 + 1);
+        let store = ghostbtree::MemoryStore::new();
+        let (leaf, branch) = (2 + rng.below(5) as usize, 3 + rng.below(3) as usize);
+        let budget = if rng.below(2) == 0 { 1 << 30 } else { 1 + rng.below(8000) as usize };
+        let config = Config::new().leaf_capacity(leaf).branch_capacity(branch).memory_budget(budget);
+        let mut tree: BTree<P, u32> = BTree::open(store.clone(), config.clone()).unwrap();
+        let mut log = Vec::new();
+        let mut panicked = false;
+        for step in 0..steps {
+            let key = rng.below(120) as u16;
+            let r = rng.below(12);
+            let at = 1 + rng.below(60) as u32;
+            let trigger = if rng.below(2) == 0 { Trigger::Clone } else { Trigger::Compare };
+            let armed = rng.below(4) == 0;
+            let run = |f: &dyn Fn()| {
+                if armed {
+                    with_panic_at(trigger, at, f).is_none()
+                } else {
+                    f();
+                    false
+                }
+            };
+            let what = if armed { format!(" ({trigger:?} {at})") } else { String::new() };
+            let p = match r {
+                0..5 => {
+                    log.push(format!("insert {key}{what}"));
+                    run(&|| {
+                        let _ = tree.insert(P(key), 1).unwrap();
+                    })
+                }
+                5..7 => {
+                    let last = rng.below(2) == 0;
+                    log.push(format!("pop {}{what}", if last { "last" } else { "first" }));
+                    run(&|| {
+                        let _ = if last { tree.pop_last() } else { tree.pop_first() }.unwrap();
+                    })
+                }
+                7..10 => {
+                    log.push(format!("remove {key}{what}"));
+                    run(&|| {
+                        let _ = tree.remove(&P(key)).unwrap();
+                    })
+                }
+                10 => {
+                    log.push(format!("flush{what}"));
+                    run(&|| tree.flush().unwrap())
+                }
+                _ if rng.below(3) == 0 => {
+                    log.push("reopen".into());
+                    drop(tree);
+                    tree = BTree::open(store.clone(), config.clone()).unwrap();
+                    false
+                }
+                _ => {
+                    log.push(format!("scan{what}"));
+                    run(&|| {
+                        let _ = tree.iter().count();
+                    })
+                }
+            };
+            if only.is_some() {
+                eprintln!("{step}: {}", log.last().unwrap());
+            }
+            if p {
+                log.push("  ^ panicked".into());
+            }
+            panicked |= p;
+            let at = || format!("seed {seed} step {step} {config:?}\n{}", log.join("; "));
+            let image: BTree<P, u32> = BTree::open(store.clone(), Config::new()).unwrap();
+            assert_eq!(image.iter().count(), image.len(), "image: {}", at());
+            let keys: Vec<u16> = tree.iter().map(|e| e.unwrap().0.0).collect();
+            assert!(
+                keys.windows(2).all(|w| w[0] < w[1]) && keys.len() == tree.len(),
+                "scan {keys:?}: {}",
+                at()
+            );
+            let report = tree.verify().unwrap();
+            assert!(report.is_ok() && (panicked || report.is_settled()), "{report}: {}", at());
+        }
+    }
 }

@@ -171,7 +171,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 AtEpoch::Stored { level, .. } => return Ok((slot, level)),
                 AtEpoch::Version(version) => return Ok((slot, version.level())),
                 AtEpoch::Absent => {
-                    let node = self.node(&slot)?;
+                    let node = self.version(&slot)?;
                     let Some(first) = node.as_branch().map(|branch| Arc::clone(&branch.children[0])) else {
                         return Err(Error::Internal {
                             what: "a leaf root created after the checkpoint's epoch",
@@ -204,6 +204,13 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         };
         let node = &*version;
         let at = node.meta.stored.get();
+        // A branch image may list a node its version does not: one a merge
+        // took out of the branch (frozen, not yet absorbed by its left
+        // neighbour), folded back in because its keys are there at this
+        // epoch. Such a version is not marked stored at that image (loaded
+        // again, it would bring the merged node back): it stays dirty, and
+        // a later checkpoint writes it anew.
+        let mut mark = true;
         let record = match &node.body {
             Body::Leaf(leaf) => {
                 if let Some(at) = at {
@@ -214,6 +221,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             }
             Body::Branch(branch) => {
                 let (keys, children) = self.posted(node, epoch)?;
+                mark = !children.iter().any(|child| child.is_frozen());
                 let mut changed = children.len() != branch.children.len();
                 let mut addresses = Vec::with_capacity(children.len());
                 for child in &children {
@@ -230,7 +238,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             }
         };
         let address = append(stored, &record)?;
-        written.push((Arc::clone(slot), version.clone(), address));
+        if mark {
+            written.push((Arc::clone(slot), version.clone(), address));
+        }
         Ok((address, true))
     }
 

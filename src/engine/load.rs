@@ -25,53 +25,85 @@ use std::sync::Arc;
 use super::format::{self, DecodedBody, Expected};
 use super::node::{Body, Branch, Entries, Leaf, Meta, Node};
 use super::search::Seek;
-use super::slot::{Access, Ghost, NodeArc, NodeRef, Slot, Target};
+use super::slot::{Access, Frozen, Ghost, NodeArc, NodeRef, Slot, Target};
 use super::stored::{Counters, Stored};
 use super::tree::{Held, Tree};
 use crate::store::Store;
 use crate::{Codec, Config, Error};
 
 impl<K: Ord + Clone, V: Clone> Tree<K, V> {
-    /// The current version of the node `slot` stands for, loading it first
-    /// if it is a ghost, and finding its live slot if `slot` is detached.
+    /// The current version of the node `slot` stands for, for a caller
+    /// that may swap a new version into it: loaded first if it is a ghost,
+    /// and with `slot` replaced by the node's live one if it was detached.
+    /// `None` if the slot is merging (helped to the end first) or retired:
+    /// the caller looks again from the root.
     ///
     /// A load does I/O or waits for another thread's: callers hold no guard
     /// when the slot may be a ghost (they try [`Slot::loaded`] first).
     #[inline(always)]
-    pub(crate) fn node(&self, slot: &Arc<Slot<K, V>>) -> Result<NodeRef<K, V>, Error> {
-        match slot.loaded() {
-            Some(node) => Ok(node),
-            None => self.node_slow(slot).map(|(node, _)| node),
-        }
-    }
-
-    /// [`node`](Tree::node) for a caller that will swap a new version into
-    /// the slot: a detached `slot` is replaced by the node's live slot.
-    #[inline(always)]
-    pub(crate) fn node_in(&self, slot: &mut Held<K, V>) -> Result<NodeRef<K, V>, Error> {
+    pub(crate) fn node_in(&self, slot: &mut Held<K, V>) -> Result<Option<NodeRef<K, V>>, Error> {
         if let Some(node) = slot.loaded() {
-            return Ok(node);
+            return Ok(Some(node));
         }
-        let (node, live) = self.node_slow(slot.arc())?;
-        if let Some(live) = live {
-            *slot = live;
+        match self.reach(slot.arc())? {
+            Reached::Node(node, live) => {
+                if let Some(live) = live {
+                    *slot = live;
+                }
+                Ok(Some(node))
+            }
+            Reached::Frozen(frozen) => {
+                if frozen.merge().is_some() {
+                    self.complete_merge(slot.arc())?;
+                }
+                Ok(None)
+            }
         }
-        Ok(node)
     }
 
-    /// [`node`](Tree::node), held by an `Arc`.
-    pub(crate) fn node_arc(&self, slot: &Arc<Slot<K, V>>) -> Result<NodeArc<K, V>, Error> {
-        self.node(slot).map(NodeRef::into_arc)
+    /// A version of the node `slot` stands for: its current one, or, if it
+    /// is merging or retired, its last one. For readers that may see the
+    /// tree as it was a moment ago (iterators moving right, checkpoints):
+    /// a frozen version holds every key its range held when it froze.
+    pub(crate) fn version(&self, slot: &Arc<Slot<K, V>>) -> Result<NodeArc<K, V>, Error> {
+        if let Some(node) = slot.loaded() {
+            return Ok(node.into_arc());
+        }
+        Ok(match self.reach(slot)? {
+            Reached::Node(node, _) => node.into_arc(),
+            Reached::Frozen(frozen) => frozen.version(),
+        })
     }
 
-    /// [`node`](Tree::node) of a slot that is not loaded; with the live
-    /// slot if `slot` was detached.
+    /// The node `slot` stands for as `verify` sees it, changing nothing: its
+    /// current version (with `slot` replaced by the live one if it was
+    /// detached), or a frozen node's last version and `true`.
+    pub(crate) fn visit(&self, slot: &mut Held<K, V>) -> Result<(NodeArc<K, V>, bool), Error> {
+        if let Some(node) = slot.loaded() {
+            return Ok((node.into_arc(), false));
+        }
+        Ok(match self.reach(slot.arc())? {
+            Reached::Node(node, live) => {
+                if let Some(live) = live {
+                    *slot = live;
+                }
+                (node.into_arc(), false)
+            }
+            Reached::Frozen(frozen) => (frozen.version(), true),
+        })
+    }
+
+    /// What a slot that is not loaded leads to.
     #[cold]
     #[inline(never)]
-    #[allow(clippy::type_complexity)]
-    fn node_slow(&self, slot: &Arc<Slot<K, V>>) -> Result<(NodeRef<K, V>, Option<Held<K, V>>), Error> {
+    fn reach(&self, slot: &Arc<Slot<K, V>>) -> Result<Reached<K, V>, Error> {
         let Some(stored) = &self.stored else {
-            unreachable!("ghosts exist only in trees over a store");
+            // In memory there are no ghosts: only a frozen slot is not loaded.
+            return match slot.access() {
+                Access::Loaded(node) => Ok(Reached::Node(node, None)),
+                Access::Frozen(frozen) => Ok(Reached::Frozen(frozen)),
+                _ => Err(Error::Internal { what: "a ghost in a tree without a store" }),
+            };
         };
         let mut loaded = false;
         loop {
@@ -83,7 +115,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                         // slot, and the version we hold stays valid.
                         stored.evict_if_over_budget();
                     }
-                    return Ok((node, None));
+                    return Ok(Reached::Node(node, None));
                 }
                 Access::Wait(wait) => {
                     Counters::bump(&stored.counters.load_waits);
@@ -99,8 +131,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                     // on its level that starts there.
                     let found =
                         self.descend::<true, K>(low.as_ref().map_or(Seek::First, Seek::Key), level)?;
-                    return Ok((found.node, Some(found.slot)));
+                    return Ok(Reached::Node(found.node, Some(found.slot)));
                 }
+                Access::Frozen(frozen) => return Ok(Reached::Frozen(frozen)),
             }
         }
     }
@@ -196,4 +229,13 @@ impl<K: Ord + Clone + Codec, V: Clone + Codec> Tree<K, V> {
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         Ok(Tree::over(root, len, config, Some(stored)))
     }
+}
+
+/// What reaching a slot that is not loaded gives.
+enum Reached<K, V> {
+    /// The node's current version, and its live slot if the slot reached
+    /// was detached.
+    Node(NodeRef<K, V>, Option<Held<K, V>>),
+    /// The slot is merging or retired.
+    Frozen(Frozen<K, V>),
 }

@@ -8,6 +8,7 @@ pub(crate) mod epoch;
 pub(crate) mod evict;
 pub(crate) mod format;
 mod load;
+mod merge;
 pub(crate) mod node;
 pub(crate) mod search;
 pub(crate) mod slot;

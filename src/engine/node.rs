@@ -23,8 +23,10 @@
 //!    whose `low` is `keys[i]`. Nodes on that chain before child `i + 1` are
 //!    splits whose separator is not posted yet (B-link: legal, they are found
 //!    by moving right).
-//! 5. Nodes never shrink in range except by splitting, and are never removed:
-//!    an emptied leaf stays in place until it refills (no merges yet).
+//! 5. A node's range grows only by absorbing its right neighbour (a merge,
+//!    `merge.rs`), which then leaves the tree for good, and shrinks only by
+//!    splitting. No leaf is empty except the only one, once merges end (a
+//!    leaf loaded from a store may be, until it is written).
 //! 6. A node built in memory holds at most its capacity. One loaded from the
 //!    store may hold more (a checkpoint folds unposted splits into their
 //!    parent's image, and a tree may be reopened with smaller capacities);
@@ -118,6 +120,7 @@ impl StoredAt {
     }
 }
 
+#[derive(Clone)]
 pub(crate) enum Body<K, V> {
     Leaf(Leaf<K, V>),
     Branch(Branch<K, V>),
@@ -125,6 +128,7 @@ pub(crate) enum Body<K, V> {
 
 /// A bucket: sorted keys and their values, kept in two arrays so a search
 /// touches only keys.
+#[derive(Clone)]
 pub(crate) struct Leaf<K, V> {
     pub(crate) keys: Entries<K>,
     pub(crate) vals: Entries<V>,
@@ -142,11 +146,18 @@ pub(crate) type Entries<T> = SmallVec<[T; INLINE]>;
 pub(crate) const INLINE: usize = crate::Config::DEFAULT_LEAF_CAPACITY;
 
 /// An interior node: `keys[i]` separates `children[i]` from `children[i + 1]`.
+#[derive(Clone)]
 pub(crate) struct Branch<K, V> {
     /// Height above the leaves (leaves are level 0); always at least 1.
     pub(crate) level: u32,
     pub(crate) keys: Vec<K>,
     pub(crate) children: Vec<Arc<Slot<K, V>>>,
+}
+
+/// Where a version ends: its `high` and the slot after it (`Some` together).
+pub(crate) struct End<K, V> {
+    pub(crate) high: Option<K>,
+    pub(crate) right: Option<Arc<Slot<K, V>>>,
 }
 
 /// A new version that replaces a node, or the pieces of a split.
@@ -174,6 +185,7 @@ impl<K, V> Node<K, V> {
 
     /// Charges this version to `account` (if the tree has one), as dirty
     /// (built by a write) or clean (loaded from the store).
+    #[inline]
     pub(crate) fn charged(mut self, account: Option<&'static Account>, dirty: bool) -> Self {
         if let Some(account) = account {
             self.meta.charge = Some(account.charge(self.size(), dirty));
@@ -269,22 +281,29 @@ impl<K: Ord + Clone, V: Clone> Node<K, V> {
     ///
     /// `meta` becomes the successor's (the left piece's, on a split); the
     /// other pieces are new slots, so they have no predecessor.
+    ///
+    /// `end` is where the successor ends, if not where `self` does: a merge
+    /// (`merge.rs`) extends a node over the one it absorbs.
     #[inline]
     pub(crate) fn rebuild(
         &self,
         body: Body<K, V>,
+        end: Option<End<K, V>>,
         capacity: usize,
         appended: bool,
         meta: Meta<K, V>,
         account: Option<&'static Account>,
     ) -> Rebuilt<K, V> {
+        let End { high, right } =
+            end.unwrap_or_else(|| End { high: self.high.clone(), right: self.right.clone() });
         let len = body.len();
         if len <= capacity {
-            let (low, high, right) = (self.low.clone(), self.high.clone(), self.right.clone());
-            return Rebuilt::Fits(Node { low, high, right, body, meta }.charged(account, true));
+            return Rebuilt::Fits(
+                Node { low: self.low.clone(), high, right, body, meta }.charged(account, true),
+            );
         }
         let pieces = len.div_ceil(capacity);
-        let cut = |i: usize| if appended && self.high.is_none() { i * capacity } else { len * i / pieces };
+        let cut = |i: usize| if appended && high.is_none() { i * capacity } else { len * i / pieces };
         // Cut from the right end, so each cut takes one piece off the tail.
         let mut rest = body;
         let mut tail = Vec::with_capacity(pieces - 1);
@@ -294,7 +313,7 @@ impl<K: Ord + Clone, V: Clone> Node<K, V> {
             rest = left;
         }
         // `tail` runs right to left: link each piece to the one after it.
-        let (mut high, mut right_link) = (self.high.clone(), self.right.clone());
+        let (mut high, mut right_link) = (high, right);
         let mut right = Vec::with_capacity(tail.len());
         for (separator, body) in tail {
             let low = Some(separator.clone());
@@ -367,6 +386,39 @@ impl<K: Clone, V: Clone> Leaf<K, V> {
     #[inline]
     pub(crate) fn without(&self, index: usize) -> Leaf<K, V> {
         Leaf { keys: spliced(&self.keys, index, 1, None), vals: spliced(&self.vals, index, 1, None) }
+    }
+}
+
+impl<K: Clone, V: Clone> Body<K, V> {
+    /// The body of a node that absorbed its right neighbour: `self`'s
+    /// entries, then `right`'s (a branch's separator between the two parts
+    /// is `right`'s `low`, `separator`). Both must be of one kind and level.
+    pub(crate) fn absorbing(&self, separator: &K, right: &Body<K, V>) -> Option<Body<K, V>> {
+        match (self, right) {
+            (Body::Leaf(left), Body::Leaf(right)) => Some(Body::Leaf(Leaf {
+                keys: left.keys.iter().chain(&right.keys).cloned().collect(),
+                vals: left.vals.iter().chain(&right.vals).cloned().collect(),
+            })),
+            (Body::Branch(left), Body::Branch(right)) if left.level == right.level => {
+                Some(Body::Branch(Branch {
+                    level: left.level,
+                    keys: left.keys.iter().chain([separator]).chain(&right.keys).cloned().collect(),
+                    children: left.children.iter().chain(&right.children).cloned().collect(),
+                }))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl<K: Clone, V> Branch<K, V> {
+    /// A copy without child `index` (at least 1) and the separator before it.
+    pub(crate) fn without_child(&self, index: usize) -> Branch<K, V> {
+        Branch {
+            level: self.level,
+            keys: spliced(&self.keys, index - 1, 1, None),
+            children: spliced(&self.children, index, 1, None),
+        }
     }
 }
 

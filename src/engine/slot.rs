@@ -22,7 +22,19 @@
 //!     |  evictor of the parent, in the same step as the parent's swap
 //!     v  to Ghost: what the ghost stands for becomes `Detached` (no swap)
 //!   Ghost, detached: terminal
+//!
+//!   Loaded(v) --freeze--> Merging(v) --parent unlinked--> Merging(v, unlinked) --absorbed--> Retired(v)
+//!                            |                                                       terminal
+//!                            +--- it cannot leave its parent: thawed, back to the same Loaded(v)
+//!   Loaded(root with one child) --------------------------------------------------> Retired(v)
 //! ```
+//!
+//! A merge (`merge.rs`) freezes the node it takes away: while `Merging` no
+//! write lands in it, and its last version stays readable (iterators and
+//! checkpoints may use it; point operations and writers help the merge
+//! finish and look again). `Retired` keeps that version too, for readers
+//! and checkpoints that still hold an older view of the tree; nothing
+//! current links to a retired slot.
 //!
 //! Beside the state, under the slot's small lock, [`Stands`] says what a
 //! ghost stands for: nothing while the node is loaded; a record (a *child
@@ -88,6 +100,18 @@ enum State<K, V> {
     Ghost,
     /// A load is in flight; others wait here.
     Loading(Arc<Wait>),
+    /// Frozen by a merge into its left neighbour (see `merge.rs`).
+    Merging {
+        /// The `Loaded` state it was frozen from (restored if it thaws).
+        version: Arc<State<K, V>>,
+        /// The epoch its merge's changes are tagged with, at least.
+        epoch: u64,
+        /// Its parent no longer lists it.
+        unlinked: bool,
+    },
+    /// Terminal: its entries are in its left neighbour (or it was a root
+    /// with one child, now the root). `version` is its last `Loaded` state.
+    Retired(Arc<State<K, V>>),
 }
 
 /// What a slot stands for when its node is not loaded.
@@ -167,6 +191,37 @@ pub(crate) enum Access<'a, K, V> {
         level: u32,
         low: Option<K>,
     },
+    /// Merging or retired: no current version here.
+    Frozen(Frozen<K, V>),
+}
+
+/// A slot's frozen state (merging or retired), as read: its last version,
+/// and where its merge stands.
+pub(crate) struct Frozen<K, V>(Arc<State<K, V>>);
+
+/// Where a merge stands (see `merge.rs`).
+#[derive(Clone, Copy)]
+pub(crate) struct MergeStep {
+    pub(crate) epoch: u64,
+    pub(crate) unlinked: bool,
+}
+
+impl<K, V> Frozen<K, V> {
+    /// The last version the slot held.
+    pub(crate) fn version(&self) -> NodeArc<K, V> {
+        match &*self.0 {
+            State::Merging { version, .. } | State::Retired(version) => NodeArc(Arc::clone(version)),
+            _ => unreachable!("a Frozen is made from Merging and Retired states only"),
+        }
+    }
+
+    /// Where the merge stands; `None` once retired.
+    pub(crate) fn merge(&self) -> Option<MergeStep> {
+        match &*self.0 {
+            State::Merging { epoch, unlinked, .. } => Some(MergeStep { epoch: *epoch, unlinked: *unlinked }),
+            _ => None,
+        }
+    }
 }
 
 /// A ghost as a checkpoint sees it.
@@ -249,7 +304,8 @@ impl<K, V> Slot<K, V> {
             };
             let wait = match &*state {
                 State::Loading(wait) => return Access::Wait(Arc::clone(wait)),
-                _ => Arc::new(Wait::new()),
+                State::Merging { .. } | State::Retired(_) => return Access::Frozen(Frozen(state)),
+                State::Loaded(_) | State::Ghost => Arc::new(Wait::new()),
             };
             let stands = lock(&self.stands);
             // Cloned before the swap: a panic in `K::clone` after it would
@@ -281,6 +337,9 @@ impl<K, V> Slot<K, V> {
         loop {
             if let Some(node) = self.peek() {
                 return Ok(node.into_arc());
+            }
+            if let Some(frozen) = self.frozen() {
+                return Ok(frozen.version());
             }
             let stands = lock(&self.stands);
             let ghost = match &*stands {
@@ -375,9 +434,60 @@ impl<K, V> Slot<K, V> {
         Evicted::Yes
     }
 
-    /// True if `version` is still the slot's version.
-    pub(crate) fn holds(&self, version: &NodeArc<K, V>) -> bool {
-        self.state.holds(&version.0)
+    /// The slot's frozen state, if it is merging or retired.
+    pub(crate) fn frozen(&self) -> Option<Frozen<K, V>> {
+        let state = self.state.load();
+        let current: &State<K, V> = &state;
+        match current {
+            State::Merging { .. } | State::Retired(_) => Some(Frozen(snapshot_into_arc(state))),
+            _ => None,
+        }
+    }
+
+    /// True if the slot is merging or retired: nothing may link to it anew.
+    pub(crate) fn is_frozen(&self) -> bool {
+        let state = self.state.load();
+        let current: &State<K, V> = &state;
+        matches!(current, State::Merging { .. } | State::Retired(_))
+    }
+
+    /// True if the slot is detached (its parent was evicted; terminal).
+    pub(crate) fn is_detached(&self) -> bool {
+        matches!(&*lock(&self.stands), Stands::Detached(_))
+    }
+
+    /// Freezes `current` for a merge into the left neighbour whose changes
+    /// are tagged `epoch` or later; false if it is no longer the version.
+    pub(crate) fn freeze(&self, current: &NodeRef<K, V>, epoch: u64) -> bool {
+        let version = Arc::clone(&current.0);
+        let merging = State::Merging { version, epoch, unlinked: false };
+        self.state.compare_exchange(&current.0, Arc::new(merging))
+    }
+
+    /// The merge's node left its parent, with changes tagged `epoch`.
+    /// False if another thread moved the merge on first.
+    pub(crate) fn unlinked(&self, frozen: &Frozen<K, V>, epoch: u64) -> bool {
+        let State::Merging { version, .. } = &*frozen.0 else { return false };
+        let unlinked = State::Merging { version: Arc::clone(version), epoch, unlinked: true };
+        self.state.compare_exchange(&frozen.0, Arc::new(unlinked))
+    }
+
+    /// The merge is done: its node is in the left neighbour.
+    pub(crate) fn retire(&self, frozen: &Frozen<K, V>) -> bool {
+        let State::Merging { version, .. } = &*frozen.0 else { return false };
+        self.state.compare_exchange(&frozen.0, Arc::new(State::Retired(Arc::clone(version))))
+    }
+
+    /// The merge cannot go on: the node is back, the very version it was
+    /// (so a write that read it before the freeze still lands).
+    pub(crate) fn thaw(&self, frozen: &Frozen<K, V>) -> bool {
+        let State::Merging { version, .. } = &*frozen.0 else { return false };
+        self.state.compare_exchange(&frozen.0, Arc::clone(version))
+    }
+
+    /// Retires a root with one child, which takes its place.
+    pub(crate) fn retire_root(&self, current: &NodeRef<K, V>) -> bool {
+        self.state.compare_exchange(&current.0, Arc::new(State::Retired(Arc::clone(&current.0))))
     }
 
     /// Publishes `new` if `current` is still the slot's version; says whether

@@ -45,16 +45,16 @@ use std::sync::Arc;
 
 use super::account::Account;
 use super::epoch::Registered;
-use super::node::{Body, Branch, Entries, Leaf, Meta, Node, Rebuilt, prefetch};
+use super::node::{Body, Branch, End, Entries, Leaf, Meta, Node, Rebuilt, prefetch};
 use super::search::Seek;
-use super::slot::{NodeArc, NodeRef, Slot};
+use super::slot::{NodeRef, Slot};
 use super::stored::{Paused, Stored};
 use super::striped::Striped;
-use super::sync::{AtomicArc, Snapshot, snapshot_into_arc};
+use super::sync::{AtomicArc, Snapshot};
 use crate::{Config, Error, Stats};
 
 pub(crate) struct Tree<K, V> {
-    root: AtomicArc<Slot<K, V>>,
+    root: AtomicArc<Root<K, V>>,
     entries: Striped<1>,
     config: Config,
     /// Everything a tree over a store has; `None` in memory (no ghosts).
@@ -62,6 +62,16 @@ pub(crate) struct Tree<K, V> {
     /// order; see `account.rs`).
     pub(crate) stored: Option<Stored<K, V>>,
 }
+
+/// What the root cell holds: the root slot, in an allocation of its own
+/// each time the cell is set, so that a compare-and-swap on the cell fails
+/// once the cell has moved on, even if it came back to the same slot. It
+/// does: a root `L` grows a parent over it and its right neighbour `R`, `R`
+/// merges into `L`, and the parent, left with one child, hands the cell back
+/// to `L`. A root growth built on `L`'s version from before all that (with
+/// `R` as its right link) would otherwise win its swap and list the
+/// retired `R` again.
+pub(crate) struct Root<K, V>(Arc<Slot<K, V>>);
 
 /// What a write does to the entry of its key.
 pub(crate) enum Action<V> {
@@ -74,14 +84,14 @@ pub(crate) enum Action<V> {
 /// ended at the root, so the root slot's reference count (touched by every
 /// operation otherwise) is left alone.
 pub(crate) enum Held<K, V> {
-    Root(Snapshot<Slot<K, V>>),
+    Root(Snapshot<Root<K, V>>),
     Shared(Arc<Slot<K, V>>),
 }
 
 impl<K, V> Held<K, V> {
     pub(crate) fn arc(&self) -> &Arc<Slot<K, V>> {
         match self {
-            Held::Root(root) => root,
+            Held::Root(root) => &root.0,
             Held::Shared(slot) => slot,
         }
     }
@@ -91,10 +101,7 @@ impl<K, V> std::ops::Deref for Held<K, V> {
     type Target = Slot<K, V>;
 
     fn deref(&self) -> &Slot<K, V> {
-        match self {
-            Held::Root(root) => root,
-            Held::Shared(slot) => slot,
-        }
+        self.arc()
     }
 }
 
@@ -135,7 +142,7 @@ impl<K, V> Tree<K, V> {
     }
 
     pub(crate) fn root(&self) -> Arc<Slot<K, V>> {
-        self.root.load_full()
+        Arc::clone(&self.root.load().0)
     }
 
     pub(crate) fn account(&self) -> Option<&'static Account> {
@@ -170,7 +177,16 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     ) -> Tree<K, V> {
         let entries = Striped::new();
         entries.add(0, isize::try_from(len).unwrap_or(isize::MAX));
-        Tree { root: AtomicArc::new(root), entries, config, stored }
+        Tree { root: AtomicArc::new(Arc::new(Root(root))), entries, config, stored }
+    }
+
+    /// Hands the root cell from `current` to `new` (a root with one child
+    /// gives way to it; `merge.rs`) unless another thread did.
+    pub(crate) fn replace_root(&self, current: &Arc<Slot<K, V>>, new: Arc<Slot<K, V>>) -> bool {
+        // By slot: `current` is retired, and a retired slot never comes
+        // back into the cell.
+        let cell = self.root.load_full();
+        Arc::ptr_eq(&cell.0, current) && self.root.compare_exchange(&cell, Arc::new(Root(new)))
     }
 
     /// Stops eviction until the guard drops (see `Stored::pause_eviction`).
@@ -189,6 +205,10 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
 
     /// Descends to the node on `level` (or the root, if the tree is lower)
     /// that the target lies in. With `TRACK`, also returns its slot.
+    ///
+    /// A slot found merging is helped to the end, and a retired one left:
+    /// either way the descent starts again from the root, whose current
+    /// versions no longer lead there (`merge.rs`).
     pub(crate) fn descend<const TRACK: bool, Q: Ord + ?Sized>(
         &self,
         to: Seek<'_, Q>,
@@ -197,47 +217,63 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     where
         K: Borrow<Q>,
     {
-        let root = self.root.load();
-        let (mut slot, mut node) = match root.loaded() {
-            Some(node) => (Held::Root(root), node),
-            None => {
-                // A ghost root: load it holding no guard.
-                let root = snapshot_into_arc(root);
-                let node = self.node(&root)?;
-                (Held::Shared(root), node)
-            }
-        };
-        node.prefetch();
-        let mut moved_right = false;
-        loop {
-            let (next_slot, next_level) = if to.is_right_of(&node)
-                && let Some(right) = &node.right
-            {
-                (right, node.level())
-            } else if let Some(branch) = node.as_branch().filter(|_| node.level() > level) {
-                (&branch.children[to.child(branch)], node.level() - 1)
-            } else {
-                return Ok(Found { slot, node, moved_right });
-            };
-            let arrives = TRACK && next_level <= level;
-            moved_right |= arrives && next_level == node.level();
-            let next = match next_slot.loaded() {
-                Some(next) => {
-                    if arrives {
-                        slot = Held::Shared(Arc::clone(next_slot));
+        'look: loop {
+            let (mut slot, mut node) = self.root_node()?;
+            node.prefetch();
+            let mut moved_right = false;
+            loop {
+                let (next_slot, next_level) = if to.is_right_of(&node)
+                    && let Some(right) = &node.right
+                {
+                    (right, node.level())
+                } else if let Some(branch) = node.as_branch().filter(|_| node.level() > level) {
+                    (&branch.children[to.child(branch)], node.level() - 1)
+                } else {
+                    return Ok(Found { slot, node, moved_right });
+                };
+                let arrives = TRACK && next_level <= level;
+                moved_right |= arrives && next_level == node.level();
+                let next = match next_slot.loaded() {
+                    Some(next) => {
+                        if arrives {
+                            slot = Held::Shared(Arc::clone(next_slot));
+                        }
+                        next
                     }
-                    next
-                }
-                None => {
-                    // A ghost: drop every guard before its load (I/O, or a
-                    // wait for another thread's load).
-                    slot = Held::Shared(Arc::clone(next_slot));
-                    drop(node);
-                    self.node_in(&mut slot)?
-                }
-            };
-            next.prefetch();
-            node = next;
+                    None => {
+                        // A ghost: drop every guard before its load (I/O, or a
+                        // wait for another thread's load).
+                        slot = Held::Shared(Arc::clone(next_slot));
+                        drop(node);
+                        match self.node_in(&mut slot)? {
+                            Some(next) => next,
+                            None => continue 'look,
+                        }
+                    }
+                };
+                next.prefetch();
+                node = next;
+            }
+        }
+    }
+
+    /// The root slot and its current version: loaded first if it is a
+    /// ghost, and handed on first if it is retired (a root with one child
+    /// gives its place to the child; `merge.rs`).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn root_node(&self) -> Result<(Held<K, V>, NodeRef<K, V>), Error> {
+        loop {
+            let root = self.root.load();
+            if let Some(node) = root.0.loaded() {
+                return Ok((Held::Root(root), node));
+            }
+            // A ghost root: load it holding no guard.
+            let mut held = Held::Shared(Arc::clone(&root.0));
+            drop(root);
+            match self.node_in(&mut held)? {
+                Some(node) => return Ok((held, node)),
+                None => self.hand_on_root(held.arc()),
+            }
         }
     }
 
@@ -245,24 +281,27 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// version of it) lost a race, moved right while `to` lies beyond it:
     /// the slot's `low` is fixed and its range only shrinks from the right,
     /// so the target is there or further right. Holds no guard across a
-    /// load. Says whether it moved.
+    /// load. Says whether it moved; `None` if a slot on the way was merging
+    /// or retired: the caller starts again from the root.
+    #[allow(clippy::type_complexity)]
     fn after_lost_race<Q: Ord + ?Sized>(
         &self,
         slot: &mut Held<K, V>,
         node: NodeRef<K, V>,
         to: Seek<'_, Q>,
-    ) -> Result<(NodeRef<K, V>, bool), Error>
+    ) -> Result<Option<(NodeRef<K, V>, bool)>, Error>
     where
         K: Borrow<Q>,
     {
-        let mut node = match slot.loaded() {
-            Some(current) => current,
+        let current = match slot.loaded() {
+            Some(current) => Some(current),
             None => {
                 drop(node);
                 *slot = Held::Shared(Arc::clone(slot.arc()));
                 self.node_in(slot)?
             }
         };
+        let Some(mut node) = current else { return Ok(None) };
         let mut moved = false;
         while to.is_right_of(&node) {
             let Some(right) = node.right.clone() else {
@@ -270,10 +309,11 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             };
             *slot = Held::Shared(right);
             drop(node); // no guard across a load
-            node = self.node_in(slot)?;
+            let Some(next) = self.node_in(slot)? else { return Ok(None) };
+            node = next;
             moved = true;
         }
-        Ok((node, moved))
+        Ok(Some((node, moved)))
     }
 
     /// Reads the entry of `key` and applies what `decide` makes of it, as one
@@ -309,46 +349,52 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     where
         K: Borrow<Q>,
     {
-        let Found { mut slot, mut node, mut moved_right } = self.descend::<true, Q>(Seek::Key(key), 0)?;
-        loop {
-            // The new version will hold the right link too: start fetching
-            // the reference count it bumps while the leaf is searched.
-            if let Some(right) = &node.right {
-                prefetch(std::slice::from_ref::<Slot<K, V>>(right));
-            }
-            let leaf = leaf_of(&node);
-            let found = leaf.find(key);
-            let (action, result) = decide(found.ok().map(|i| &leaf.vals[i]));
-            let (body, delta, appended) = match (action, found) {
-                (Action::Keep, _) | (Action::Remove, Err(_)) => return Ok(result),
-                (Action::Put(value), Ok(i)) => (leaf.with_value(i, value), 0, false),
-                (Action::Put(value), Err(i)) => {
-                    let key = owned.expect("a put comes with the key itself").clone();
-                    (leaf.with_entry(i, key, value), 1, i == leaf.keys.len())
+        'look: loop {
+            let Found { mut slot, mut node, mut moved_right } = self.descend::<true, Q>(Seek::Key(key), 0)?;
+            loop {
+                // The new version will hold the right link too: start
+                // fetching the reference count it bumps while the leaf is
+                // searched.
+                if let Some(right) = &node.right {
+                    prefetch(std::slice::from_ref::<Slot<K, V>>(right));
                 }
-                (Action::Remove, Ok(i)) => (leaf.without(i), -1, false),
-            };
-            if let Some(tag) = self.publish(&slot, &node, Body::Leaf(body), appended, epoch, delta) {
-                if let (true, Held::Shared(slot), Some(low)) = (moved_right, &slot, &node.low) {
-                    // We reached this leaf through a right link: help post
-                    // its separator (a no-op if the splitter got there).
-                    self.post_split(0, low.clone(), Arc::clone(slot), tag);
+                let leaf = leaf_of(&node);
+                let found = leaf.find(key);
+                let (action, result) = decide(found.ok().map(|i| &leaf.vals[i]));
+                let (body, delta, appended) = match (action, found) {
+                    (Action::Keep, _) | (Action::Remove, Err(_)) => return Ok(result),
+                    (Action::Put(value), Ok(i)) => (leaf.with_value(i, value), 0, false),
+                    (Action::Put(value), Err(i)) => {
+                        let key = owned.expect("a put comes with the key itself").clone();
+                        (leaf.with_entry(i, key, value), 1, i == leaf.keys.len())
+                    }
+                    (Action::Remove, Ok(i)) => (leaf.without(i), -1, false),
+                };
+                let left = body.keys.len();
+                if let Some(tag) = self.publish(&slot, &node, Body::Leaf(body), None, appended, epoch, delta)
+                {
+                    if let (true, Held::Shared(slot), Some(low)) = (moved_right, &slot, &node.low) {
+                        // We reached this leaf through a right link: help
+                        // post its separator (a no-op if the splitter did).
+                        self.post_split(0, low.clone(), Arc::clone(slot), tag);
+                    }
+                    if delta < 0 {
+                        drop(node);
+                        self.after_remove(slot.arc(), left, epoch);
+                    }
+                    return Ok(result);
                 }
-                return Ok(result);
+                // Lost the race. The slot's range only shrinks from the
+                // right, so the key is here or further right.
+                match self.after_lost_race(&mut slot, node, Seek::Key(key))? {
+                    Some((current, moved)) => (node, moved_right) = (current, moved_right | moved),
+                    None => continue 'look,
+                }
             }
-            // Lost the race. The slot's range only shrinks from the right, so
-            // the key is here or further right.
-            let moved;
-            (node, moved) = self.after_lost_race(&mut slot, node, Seek::Key(key))?;
-            moved_right |= moved;
         }
     }
 
     /// Removes and returns the first (or last) entry.
-    ///
-    /// Under concurrent inserts of keys beyond the end it works on, the entry
-    /// removed is the first (last) of some moment during the call, not
-    /// necessarily of the moment it returns.
     pub(crate) fn pop(&self, last: bool) -> Result<Option<(K, V)>, Error> {
         let result = {
             let registered = self.register();
@@ -358,74 +404,37 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         result
     }
 
-    /// A pop is a removal from the first (last) leaf with entries, made
-    /// only if every empty leaf passed on the way there still holds the
-    /// version read: then at the moment that leaf was read, it and the
-    /// empty ones tiled the key space up to (from) its end, so its first
-    /// (last) entry was the smallest (largest) of the tree. Without the
-    /// check, a key could be inserted behind the pop into a leaf it had
-    /// passed, and the pop would remove a key that never was the smallest.
-    ///
-    /// Eviction also replaces versions (a clean leaf becomes a ghost, and
-    /// a new version when it loads again). Under a small budget the loads
-    /// of one look evict what it just passed, so a look that failed is
-    /// made again with eviction paused, which only writes can then fail.
+    /// A pop removes the first (last) entry of the leftmost (rightmost)
+    /// leaf by one swap on the version it read. That leaf's range reaches
+    /// minus (plus) infinity, so its first (last) entry is the smallest
+    /// (largest) of the tree at that swap: pops are linearizable there. An
+    /// empty leftmost (rightmost) leaf that is not the only leaf is merged
+    /// with its neighbour first (`merge.rs`); an empty only leaf means the
+    /// tree was empty when it was read.
     fn pop_in(&self, last: bool, epoch: u64) -> Result<Option<(K, V)>, Error> {
-        let mut passed = Vec::new();
-        let mut paused = None;
         loop {
-            passed.clear();
-            let found = self.seek_nonempty(last, &mut passed)?;
-            let unchanged = passed.iter().all(|(slot, version): &(Arc<Slot<K, V>>, _)| slot.holds(version));
-            if unchanged {
-                let Some(Found { slot, node, .. }) = found else {
-                    return Ok(None); // every leaf was empty at once
-                };
-                let leaf = leaf_of(&node);
-                let i = if last { leaf.keys.len() - 1 } else { 0 };
-                let entry = (leaf.keys[i].clone(), leaf.vals[i].clone());
-                if self.publish(&slot, &node, Body::Leaf(leaf.without(i)), false, epoch, -1).is_some() {
-                    return Ok(Some(entry));
+            let Found { slot, node, .. } =
+                self.descend::<true, K>(if last { Seek::Last } else { Seek::First }, 0)?;
+            let leaf = leaf_of(&node);
+            if leaf.keys.is_empty() {
+                let only = node.low.is_none() && node.high.is_none();
+                if only {
+                    return Ok(None);
                 }
+                let slot = Arc::clone(slot.arc());
+                drop(node); // no guard across the merge's loads
+                self.merge_small(0, &slot, epoch)?;
+                continue;
             }
-            if paused.is_none() {
-                paused = Some(self.pause_eviction());
+            let i = if last { leaf.keys.len() - 1 } else { 0 };
+            let entry = (leaf.keys[i].clone(), leaf.vals[i].clone());
+            let left = leaf.keys.len() - 1;
+            if self.publish(&slot, &node, Body::Leaf(leaf.without(i)), None, false, epoch, -1).is_some() {
+                drop(node);
+                self.after_remove(slot.arc(), left, epoch);
+                return Ok(Some(entry));
             }
         }
-    }
-
-    /// The first (last) leaf that has entries, with its slot; the empty
-    /// leaves on the way go to `passed`, with the versions read.
-    #[allow(clippy::type_complexity)]
-    fn seek_nonempty(
-        &self,
-        last: bool,
-        passed: &mut Vec<(Arc<Slot<K, V>>, NodeArc<K, V>)>,
-    ) -> Result<Option<Found<K, V>>, Error> {
-        let mut found = self.descend::<true, K>(if last { Seek::Last } else { Seek::First }, 0)?;
-        while found.node.len() == 0 {
-            let Found { slot, node, .. } = found;
-            let empty = (Arc::clone(slot.arc()), node.into_arc());
-            drop(slot); // no guard across a load
-            let next = if last {
-                let Some(low) = &empty.1.low else {
-                    passed.push(empty);
-                    return Ok(None);
-                };
-                self.descend::<true, K>(Seek::Before(low), 0)?
-            } else {
-                let Some(right) = empty.1.right.clone() else {
-                    passed.push(empty);
-                    return Ok(None);
-                };
-                let mut slot = Held::Shared(right);
-                let node = self.node_in(&mut slot)?;
-                Found { slot, node, moved_right: false }
-            };
-            passed.push(empty);
-            found = next;
-        }
-        Ok(Some(found))
     }
 
     /// Registers a write operation in the current commit epoch (trees over
@@ -453,7 +462,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// `E + 1` too, or a checkpoint of `E` would hold an operation of a later
     /// epoch. (It can only be `E + 1`: the checkpoint of `E` waits for this
     /// writer, so no `E + 2` exists yet.)
-    fn successor_meta(&self, current: &NodeRef<K, V>, epoch: u64) -> Meta<K, V> {
+    pub(crate) fn successor_meta(&self, current: &NodeRef<K, V>, epoch: u64) -> Meta<K, V> {
         let epoch = epoch.max(current.meta.epoch);
         let running = self.stored.as_ref().map_or(0, |stored| stored.epochs.running());
         let prev = if running == 0 || epoch <= running {
@@ -479,12 +488,17 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// The count is taken at the swap that makes the change, before a split
     /// is posted: posting clones and compares keys, and a panic there (in
     /// `K::clone` or `K::cmp`) must leave a change that took effect counted.
+    ///
+    /// `end` is where the new version ends, if not where `current` does
+    /// (a merge's absorbing node; `merge.rs`).
     #[inline]
-    fn publish(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn publish(
         &self,
         slot: &Slot<K, V>,
         current: &NodeRef<K, V>,
         body: Body<K, V>,
+        end: Option<End<K, V>>,
         appended: bool,
         epoch: u64,
         delta: isize,
@@ -495,7 +509,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         };
         let meta = self.successor_meta(current, epoch);
         let tag = meta.epoch;
-        let pieces = match current.rebuild(body, capacity, appended, meta, self.account()) {
+        let pieces = match current.rebuild(body, end, capacity, appended, meta, self.account()) {
             Rebuilt::Fits(node) => {
                 if !slot.replace(current, node) {
                     return None;
@@ -535,46 +549,76 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         right: Arc<Slot<K, V>>,
         epoch: u64,
     ) -> Result<(), Error> {
-        loop {
-            let root = self.root.load_full();
-            let top = self.node(&root)?;
-            if top.level() != level {
-                break;
-            }
-            // The split node is on the top level, whose leftmost node is the
-            // root slot: it split, so it has a right neighbour.
-            let (Some(high), Some(next)) = (&top.high, &top.right) else {
-                return Ok(());
-            };
-            let grown = Slot::new(
-                Node {
-                    low: None,
-                    high: None,
-                    right: None,
-                    body: Body::Branch(Branch {
-                        level: level + 1,
-                        keys: vec![high.clone()],
-                        children: vec![Arc::clone(&root), Arc::clone(next)],
-                    }),
-                    // Tagged like any write: a checkpoint of an older epoch
-                    // must not take it for its root.
-                    meta: Meta::new(epoch, None),
+        'look: loop {
+            loop {
+                // The cell before the version: a swap from `cell` that wins
+                // means the root slot was `root` throughout, so `top` still
+                // shows the top level's nodes (see `Root`).
+                let cell = self.root.load_full();
+                let (root, top) = self.root_node()?;
+                if !Arc::ptr_eq(root.arc(), &cell.0) {
+                    continue; // handed on meanwhile
                 }
-                .charged(self.account(), true),
-            );
-            // Win or lose, the top is now above `level`: post into it.
-            self.root.compare_exchange(&root, grown);
-        }
-        let Found { mut slot, mut node, .. } = self.descend::<true, K>(Seek::Key(&separator), level + 1)?;
-        loop {
-            let Some((body, appended)) = with_separator(&node, &separator, &right) else {
-                return Ok(()); // posted already
-            };
-            // A parent that overflows splits and posts its own pieces.
-            if self.publish(&slot, &node, Body::Branch(body), appended, epoch, 0).is_some() {
-                return Ok(());
+                if top.level() != level {
+                    break;
+                }
+                // The split node is on the top level, whose leftmost node is
+                // the root slot: it split, so it has a right neighbour.
+                let (Some(high), Some(next)) = (&top.high, &top.right) else {
+                    return Ok(());
+                };
+                let grown = Slot::new(
+                    Node {
+                        low: None,
+                        high: None,
+                        right: None,
+                        body: Body::Branch(Branch {
+                            level: level + 1,
+                            keys: vec![high.clone()],
+                            children: vec![Arc::clone(root.arc()), Arc::clone(next)],
+                        }),
+                        // Tagged like any write: a checkpoint of an older
+                        // epoch must not take it for its root.
+                        meta: Meta::new(epoch, None),
+                    }
+                    .charged(self.account(), true),
+                );
+                drop((top, root));
+                // Win or lose, the top is now above `level`: post into it.
+                self.root.compare_exchange(&cell, Arc::new(Root(grown)));
             }
-            (node, _) = self.after_lost_race(&mut slot, node, Seek::Key(&separator))?;
+            let Found { mut slot, mut node, .. } =
+                self.descend::<true, K>(Seek::Key(&separator), level + 1)?;
+            loop {
+                if node.level() != level + 1 {
+                    // The tree shrank meanwhile (`merge.rs`): the level is
+                    // the top again (grow the root), or gone (nothing to do).
+                    if node.level() < level {
+                        return Ok(());
+                    }
+                    continue 'look;
+                }
+                let Some((body, appended)) = with_separator(&node, &separator, &right) else {
+                    return Ok(()); // posted already
+                };
+                // Read after the parent's version: a node merged away
+                // since it split is frozen before it leaves its parent, so
+                // this never links a slot a merge has taken out (`merge.rs`).
+                // A detached slot (met through a stale right link) was
+                // posted in the parent whose eviction detached it: listed
+                // again, it would lead every descent there back to itself.
+                if right.is_frozen() || right.is_detached() {
+                    return Ok(());
+                }
+                // A parent that overflows splits and posts its own pieces.
+                if self.publish(&slot, &node, Body::Branch(body), None, appended, epoch, 0).is_some() {
+                    return Ok(());
+                }
+                match self.after_lost_race(&mut slot, node, Seek::Key(&separator))? {
+                    Some((current, _)) => node = current,
+                    None => continue 'look,
+                }
+            }
         }
     }
 }
