@@ -18,7 +18,8 @@ pub struct Config {
     pub(crate) leaf_capacity: usize,
     pub(crate) branch_capacity: usize,
     pub(crate) memory_budget: usize,
-    pub(crate) checkpoint_interval: Duration,
+    /// `None`: the default of the way the tree is opened (see the setter).
+    pub(crate) checkpoint_interval: Option<Duration>,
     pub(crate) flush_on_drop: bool,
 }
 
@@ -52,23 +53,26 @@ impl Config {
             leaf_capacity: Self::DEFAULT_LEAF_CAPACITY,
             branch_capacity: Self::DEFAULT_BRANCH_CAPACITY,
             memory_budget: Self::DEFAULT_MEMORY_BUDGET,
-            checkpoint_interval: Self::DEFAULT_CHECKPOINT_INTERVAL,
+            checkpoint_interval: None,
             flush_on_drop: true,
         }
     }
 
-    /// How often a tree over a file ([`BTree::open_file`](crate::BTree::open_file))
-    /// checkpoints on its own thread, if anything changed. Default 1 s.
-    /// It checkpoints sooner when dirty bytes pass a quarter of the memory
-    /// budget, and writers wait for checkpoints past half of it. At least
-    /// 1 ms.
+    /// How often the tree checkpoints on a thread of its own, if anything
+    /// changed; it also checkpoints sooner when dirty bytes pass a quarter
+    /// of the memory budget. At least 1 ms. A tree over a file
+    /// ([`BTree::open_file`](crate::BTree::open_file)) has that thread with
+    /// a default of [`DEFAULT_CHECKPOINT_INTERVAL`](Config::DEFAULT_CHECKPOINT_INTERVAL);
+    /// one over another store ([`BTree::open`](crate::BTree::open)) only
+    /// if this is set. In-memory trees ignore it.
     pub fn checkpoint_interval(mut self, interval: Duration) -> Config {
-        self.checkpoint_interval = interval;
+        self.checkpoint_interval = Some(interval);
         self
     }
 
-    /// Whether dropping a tree over a file runs a last checkpoint (default
-    /// `true`; its error, if any, is lost: call
+    /// Whether dropping a tree with a checkpoint thread (see
+    /// [`checkpoint_interval`](Config::checkpoint_interval)) runs a last
+    /// checkpoint (default `true`; its error, if any, is lost: call
     /// [`BTree::close`](crate::BTree::close) to get it). With `false`, a
     /// drop loses the writes since the last checkpoint, as a crash does.
     pub fn flush_on_drop(mut self, flush: bool) -> Config {
@@ -114,8 +118,8 @@ impl Config {
         };
         check("leaf_capacity", self.leaf_capacity, 2)?;
         check("branch_capacity", self.branch_capacity, 3)?;
-        if self.checkpoint_interval < Duration::from_millis(1) {
-            let value = self.checkpoint_interval.as_micros() as usize;
+        if let Some(interval) = self.checkpoint_interval.filter(|&i| i < Duration::from_millis(1)) {
+            let value = interval.as_micros() as usize;
             return Err(Error::InvalidConfig {
                 setting: "checkpoint_interval (µs)",
                 value,

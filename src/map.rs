@@ -12,6 +12,7 @@ use crate::store::FileStore;
 use crate::{Codec, Config, Error, Range, Report, Stats, Store};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A concurrent ordered map. Share it by `&` or `Arc` across threads: reads
 /// take no lock, and writes to different buckets never wait for each other.
@@ -201,23 +202,38 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
     }
 }
 
-impl<K: Ord + Clone + Codec, V: Clone + Codec> BTree<K, V> {
-    /// The tree stored in `store`, or an empty one if `store` holds none.
-    ///
-    /// Reads only the store's commit record, whatever the tree's size: every
-    /// node starts as a ghost and is loaded on first touch (one store read
-    /// per node, however many threads touch it at once).
-    pub fn open(store: impl Store + 'static, config: Config) -> Result<Self, Error> {
-        config.validate()?;
-        Ok(BTree::over(Tree::open(Arc::new(store), config)?))
-    }
-}
-
 impl<K, V> BTree<K, V>
 where
     K: Ord + Clone + Codec + Send + Sync + 'static,
     V: Clone + Codec + Send + Sync + 'static,
 {
+    /// The tree stored in `store`, or an empty one if `store` holds none.
+    ///
+    /// Reads only the store's commit record, whatever the tree's size: every
+    /// node starts as a ghost and is loaded on first touch (one store read
+    /// per node, however many threads touch it at once). Checkpoints are
+    /// up to the caller ([`flush`](BTree::flush), and writers past half the
+    /// memory budget), unless [`Config::checkpoint_interval`] is set: then a
+    /// thread the tree owns checkpoints on that schedule too.
+    pub fn open(store: impl Store + 'static, config: Config) -> Result<Self, Error> {
+        config.validate()?;
+        let interval = config.checkpoint_interval;
+        BTree::started(Tree::open(Arc::new(store), config)?, interval)
+    }
+
+    /// A tree over a store, with its checkpoint thread if `interval` is set.
+    fn started(tree: Tree<K, V>, interval: Option<Duration>) -> Result<Self, Error> {
+        let tree = Arc::new(tree);
+        let background = match interval {
+            Some(interval) => Some(
+                Background::start(&tree, interval)
+                    .map_err(|e| Error::io("starting the checkpoint thread", None, e))?,
+            ),
+            None => None,
+        };
+        Ok(BTree { tree, background })
+    }
+
     /// The tree in the file at `path`, created if it does not exist: an
     /// embedded, durable index.
     ///
@@ -258,10 +274,8 @@ where
     pub fn open_file(path: impl AsRef<Path>, config: Config) -> Result<Self, Error> {
         config.validate()?;
         let store = FileStore::open(path).map_err(|e| Error::io("opening the file", None, e))?;
-        let tree = Arc::new(Tree::open(Arc::new(store), config)?);
-        let background =
-            Background::start(&tree).map_err(|e| Error::io("starting the checkpoint thread", None, e))?;
-        Ok(BTree { tree, background: Some(background) })
+        let interval = config.checkpoint_interval.unwrap_or(Config::DEFAULT_CHECKPOINT_INTERVAL);
+        BTree::started(Tree::open(Arc::new(store), config)?, Some(interval))
     }
 }
 

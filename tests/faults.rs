@@ -767,3 +767,40 @@ fn a_flush_failing_after_a_leaf_but_before_its_parent_loses_nothing() {
     let reopened = open(&store, &config);
     assert_eq!(reopened.get(&50).unwrap(), Some(5000), "the update is lost on reopen");
 }
+
+/// A checkpoint of the checkpoint thread that fails is not swallowed: its
+/// error stays in `health()` and `stats()` until one succeeds, `flush`
+/// returns the store's error while it lasts, reads go on, and the thread
+/// tries again: once the store recovers, everything is there on reopen.
+#[test]
+fn a_failing_background_checkpoint_is_kept_reported_and_retried() {
+    let store = FaultyStore::new(17);
+    let config = tiny(LARGE).checkpoint_interval(Duration::from_millis(2));
+    let tree = open(&store, &config);
+    store.fail(Op::Sync, true);
+    for key in 0..500 {
+        tree.insert(key, key).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tree.stats().checkpoint_failures == 0 {
+        assert!(Instant::now() < deadline, "no background checkpoint ran");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let error = tree.health().expect_err("a failed checkpoint is reported");
+    assert!(error.to_string().contains("injected Sync failure"), "{error}");
+    let stats = tree.stats();
+    assert!(stats.last_checkpoint_error.as_deref().is_some_and(|e| e.contains("injected")), "{stats:?}");
+    assert_eq!(tree.get(&7).unwrap(), Some(7), "reads go on");
+    assert!(tree.flush().is_err(), "flush reports the store's trouble while it lasts");
+    store.clear();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tree.health().is_err() || tree.stats().dirty_bytes > 0 {
+        assert!(Instant::now() < deadline, "the thread did not try again");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(tree.stats().last_checkpoint_error, None);
+    drop(tree);
+    let reopened = open(&store, &tiny(LARGE));
+    assert_eq!(reopened.len(), 500);
+    assert!((0..500).all(|key| reopened.get(&key).unwrap() == Some(key)));
+}

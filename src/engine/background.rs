@@ -72,11 +72,11 @@ where
     K: Ord + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// Starts the thread for `tree`, which must be over a store.
-    pub(crate) fn start(tree: &Arc<Tree<K, V>>) -> std::io::Result<Background<K, V>> {
+    /// Starts the thread for `tree`, which must be over a store, to
+    /// checkpoint every `interval`.
+    pub(crate) fn start(tree: &Arc<Tree<K, V>>, interval: Duration) -> std::io::Result<Background<K, V>> {
         let stored = tree.stored.as_ref().expect("a tree over a store");
         stored.schedule.set_running(true);
-        let interval = tree.config().checkpoint_interval;
         let last_flush = tree.config().flush_on_drop;
         let for_thread = Arc::clone(tree);
         let thread = std::thread::Builder::new().name("ghostbtree-checkpoint".into()).spawn(move || {

@@ -287,9 +287,12 @@ impl FileStore {
         Ok(frame)
     }
 
-    /// Writes the unwritten frames out, adjacent ones in one write.
+    /// Writes the unwritten frames out, adjacent ones in one write. Under
+    /// the read lock, so loads go on meanwhile; appends cannot (they need
+    /// `writer`), so the frames are dropped after the writes under a short
+    /// write lock.
     fn write_out(&self, writer: &mut Writer) -> io::Result<()> {
-        let mut unwritten = self.unwritten.write().unwrap_or_else(PoisonError::into_inner);
+        let unwritten = self.unwritten.read().unwrap_or_else(PoisonError::into_inner);
         let mut run: Vec<u8> = Vec::new();
         let mut run_at = 0;
         for (&offset, frame) in unwritten.iter() {
@@ -305,7 +308,8 @@ impl FileStore {
         if !run.is_empty() {
             self.write_at(&run, run_at)?;
         }
-        unwritten.clear();
+        drop(unwritten);
+        self.unwritten.write().unwrap_or_else(PoisonError::into_inner).clear();
         writer.unwritten_bytes = 0;
         Ok(())
     }
