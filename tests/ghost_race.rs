@@ -40,6 +40,9 @@ impl Store for SlowStore {
     fn free(&self, address: Address) -> io::Result<()> {
         self.inner.free(address)
     }
+    fn abandon(&self) {
+        self.inner.abandon()
+    }
     fn sync(&self) -> io::Result<()> {
         self.inner.sync()
     }

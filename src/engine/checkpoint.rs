@@ -48,7 +48,7 @@ use super::stored::{Counters, Stored};
 use super::sync::once_in;
 use super::tree::Tree;
 use crate::Error;
-use crate::store::Address;
+use crate::store::{Address, Store};
 
 /// What a checkpoint appended: each slot, the version, its record, and
 /// whether the version counts as stored at it (see `write_slot`).
@@ -132,7 +132,14 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     }
 
     fn checkpoint_closed(&self, stored: &Stored<K, V>, closed: Closed<'_>) -> Result<(), Error> {
+        // A failed (or panicking) image names none of what it appended.
+        let attempt = Attempt(&*stored.store);
         let written = self.write_image(stored, closed.epoch, closed.len);
+        if written.is_ok() {
+            std::mem::forget(attempt);
+        } else {
+            drop(attempt);
+        }
         drop(closed);
         stored.checkpointed(&written);
         written
@@ -315,6 +322,17 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             }
         }
         Ok((keys, children))
+    }
+}
+
+/// A checkpoint's commit in the making: dropped before the commit is
+/// written (an error, a panic), it tells the store the commit will not
+/// come (`Store::abandon`).
+struct Attempt<'a>(&'a dyn Store);
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        self.0.abandon();
     }
 }
 

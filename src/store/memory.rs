@@ -3,8 +3,6 @@
 //! Freed records are dropped when the commit that frees them is written,
 //! and reading one after that is an error: a tree that reads a record it
 //! freed, or frees one that is gone, fails loudly in tests over this store.
-//! (Frees of an attempt that failed in a wrapper above this store stay
-//! pending; the tree frees them again, so repeats in one commit count once.)
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -103,7 +101,6 @@ impl Store for MemoryStore {
         let mut commit = self.commit();
         let mut freed = std::mem::take(&mut commit.freed);
         freed.sort_unstable();
-        freed.dedup();
         let mut records = self.inner.records.write().unwrap_or_else(PoisonError::into_inner);
         for address in freed {
             let slot = index(address).and_then(|i| records.get_mut(i)).and_then(Option::take);
@@ -115,6 +112,10 @@ impl Store for MemoryStore {
         commit.record = Some(record.to_vec());
         commit.live_bytes = commit.held_bytes;
         Ok(())
+    }
+
+    fn abandon(&self) {
+        self.commit().freed.clear();
     }
 
     fn usage(&self) -> Usage {

@@ -55,7 +55,7 @@ pub trait Store: Send + Sync {
     /// [`sync`](Store::sync) of that commit; if the sync or the commit
     /// fails, the frees of that attempt are forgotten (the tree gives them
     /// again with its next attempt), and the records appended by the failed
-    /// attempt are named by no later commit.
+    /// attempt are named by no later commit (see [`abandon`](Store::abandon)).
     fn free(&self, address: Address) -> io::Result<()>;
 
     /// Makes every record appended so far durable.
@@ -68,6 +68,13 @@ pub trait Store: Send + Sync {
     /// `read_commit` returns either the old or the new record, whole. The
     /// tree calls it only after [`sync`](Store::sync) of the records it names.
     fn write_commit(&self, record: &[u8]) -> io::Result<()>;
+
+    /// The commit being prepared will not be written (the checkpoint
+    /// failed before it, or the store failed it): no commit names the
+    /// records appended since the last one, and the frees given for it are
+    /// void (the tree gives them again). The tree calls it after every
+    /// failed attempt, also after a failed `sync` or `write_commit`.
+    fn abandon(&self) {}
 
     /// How much space the store takes and how much of it the last commit
     /// names. Zeros if the store does not know.
@@ -102,6 +109,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn free(&self, address: Address) -> io::Result<()> {
         (**self).free(address)
+    }
+    fn abandon(&self) {
+        (**self).abandon()
     }
     fn usage(&self) -> Usage {
         (**self).usage()

@@ -228,6 +228,10 @@ impl Store for FaultyStore {
         self.inner.free(address)
     }
 
+    fn abandon(&self) {
+        self.inner.abandon()
+    }
+
     fn sync(&self) -> io::Result<()> {
         self.check(Op::Sync)?;
         self.inner.sync()

@@ -369,7 +369,7 @@ impl FileStore {
     }
 
     /// A failed attempt: its frames stay taken until a commit succeeds.
-    fn abandon(&self, writer: &mut Writer) {
+    fn abandon_attempt(&self, writer: &mut Writer) {
         let appended = std::mem::take(&mut writer.appended);
         writer.orphans.extend(appended);
         writer.freed.clear();
@@ -437,8 +437,11 @@ impl Store for FileStore {
 
         self.unwritten.write().unwrap_or_else(PoisonError::into_inner).insert(extent.offset, frame);
         writer.unwritten_bytes += len as usize;
-        if writer.unwritten_bytes >= WRITE_OUT_AT {
-            self.write_out(&mut writer)?;
+        if writer.unwritten_bytes >= WRITE_OUT_AT
+            && let Err(e) = self.write_out(&mut writer)
+        {
+            self.abandon_attempt(&mut writer);
+            return Err(e);
         }
         Ok(extent.address())
     }
@@ -478,7 +481,7 @@ impl Store for FileStore {
         let mut writer = self.writer();
         let prepared = self.prepare(&mut writer);
         if prepared.is_err() {
-            self.abandon(&mut writer);
+            self.abandon_attempt(&mut writer);
         }
         prepared
     }
@@ -499,9 +502,13 @@ impl Store for FileStore {
         let mut writer = self.writer();
         let committed = self.commit_prepared(&mut writer, record);
         if committed.is_err() {
-            self.abandon(&mut writer);
+            self.abandon_attempt(&mut writer);
         }
         committed
+    }
+
+    fn abandon(&self) {
+        self.abandon_attempt(&mut self.writer());
     }
 
     fn usage(&self) -> Usage {
