@@ -74,3 +74,37 @@ fn a_checkpoint_after_reopen_reads_the_padded_free_list() {
     drop(tree);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Regression: a superblock was written as its 304 bytes, not as the whole
+/// slot, so garbage after them in the slot (which open rejects: "non-zero
+/// bytes after the superblock") outlived the checkpoints written over it.
+/// After a fallback from such a slot, the next checkpoint went into it,
+/// `flush` returned `Ok`, and a reopen fell back again: the checkpoint was
+/// lost (and the one after it would reuse the space of records the older
+/// superblock still names).
+#[test]
+fn a_checkpoint_over_a_damaged_superblock_slot_clears_it() {
+    use std::os::unix::fs::FileExt;
+    let dir = dir("slot-tail");
+    let path = dir.join("t.gbt");
+    let config = Config::new().leaf_capacity(4).branch_capacity(4);
+    {
+        let tree = BTree::open_file(&path, config.clone()).unwrap();
+        tree.insert(1u64, 1u64).unwrap();
+        tree.flush().unwrap(); // slot 0
+        tree.insert(1, 2).unwrap();
+        tree.close().unwrap(); // slot 1
+    }
+    // Garbage in slot 1 (at 8192) after its superblock: open falls back.
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&[0xff], 8192 + 1000).unwrap();
+    drop(file);
+    let tree: BTree<u64, u64> = BTree::open_file(&path, config.clone()).unwrap();
+    assert_eq!(tree.get(&1).unwrap(), Some(1));
+    tree.insert(1, 3).unwrap();
+    tree.close().unwrap(); // into slot 1 again
+    let tree: BTree<u64, u64> = BTree::open_file(&path, config).unwrap();
+    assert_eq!(tree.get(&1).unwrap(), Some(3), "the checkpoint after the fallback was lost");
+    drop(tree);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

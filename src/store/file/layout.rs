@@ -15,7 +15,8 @@
 //!   16  [u8; 44] zeros (reserved)
 //!   60  u32      CRC-32 of bytes 0..60
 //!
-//! superblock (in its slot, the rest of the slot zero):
+//! superblock (in its slot, the rest of the slot zero; written as the
+//! whole slot):
 //!   0   [u8; 4]  magic "GBSB"
 //!   4   u32      format version (1)
 //!   8   u64      sequence number (>= 1; the newest valid slot wins)
