@@ -10,6 +10,7 @@ use std::fs;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use ghostbtree::{BTree, Config, FileStore};
@@ -27,6 +28,17 @@ fn config() -> Config {
         .branch_capacity(4)
         .flush_on_drop(false)
         .checkpoint_interval(Duration::from_secs(3600))
+}
+
+/// Held by every test here. A child process spawned by one test (`sh`,
+/// `chattr`) holds a copy of every descriptor of this process from its
+/// fork until its exec closes them, and with them the locks of files other
+/// tests have open: a test that drops its tree and opens the file again at
+/// that moment finds it locked still.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn dir(name: &str) -> PathBuf {
@@ -91,6 +103,7 @@ fn newest(bytes: &[u8]) -> (usize, u64) {
 
 #[test]
 fn a_directory_is_refused() {
+    let _serial = serial();
     let dir = dir("directory");
     assert_refused(&dir, "is a directory");
     fs::remove_dir_all(&dir).unwrap();
@@ -98,6 +111,7 @@ fn a_directory_is_refused() {
 
 #[test]
 fn a_missing_directory_is_refused() {
+    let _serial = serial();
     let dir = dir("missing");
     let path = dir.join("no such directory").join("t.gbt");
     assert_refused(&path, "does not exist");
@@ -107,6 +121,7 @@ fn a_missing_directory_is_refused() {
 
 #[test]
 fn files_that_are_not_ours_are_refused() {
+    let _serial = serial();
     let dir = dir("foreign");
     let mut state = 0x1234_5678_9abc_def1u64;
     let random: Vec<u8> = (0..20_000)
@@ -146,6 +161,7 @@ fn files_that_are_not_ours_are_refused() {
 
 #[test]
 fn a_newer_format_version_is_refused() {
+    let _serial = serial();
     let dir = dir("version");
     let path = dir.join("t.gbt");
     build(&path);
@@ -166,6 +182,7 @@ fn a_newer_format_version_is_refused() {
 
 #[test]
 fn truncated_files_are_refused_and_an_empty_one_is_a_new_tree() {
+    let _serial = serial();
     let dir = dir("truncated");
     let path = dir.join("t.gbt");
     let (_, last) = build(&path);
@@ -211,6 +228,7 @@ fn truncated_files_are_refused_and_an_empty_one_is_a_new_tree() {
 
 #[test]
 fn a_torn_newest_superblock_falls_back_to_the_previous_checkpoint() {
+    let _serial = serial();
     let dir = dir("torn");
     let path = dir.join("t.gbt");
     let (previous, last) = build(&path);
@@ -256,6 +274,7 @@ impl Drop for Immutable<'_> {
 
 #[test]
 fn a_read_only_file_is_refused() {
+    let _serial = serial();
     let dir = dir("read-only");
     let path = dir.join("t.gbt");
     build(&path);
@@ -280,6 +299,7 @@ fn a_read_only_file_is_refused() {
 
 #[test]
 fn a_second_open_in_this_process_fails_until_the_first_is_dropped() {
+    let _serial = serial();
     let dir = dir("second-open");
     let path = dir.join("t.gbt");
     let (_, last) = build(&path);
@@ -321,6 +341,7 @@ fn child(test: &str, what: &str, shell: &str) -> String {
 /// In a child process: opens the file named by `CHILD` and says how it went.
 #[test]
 fn child_opens_a_file() {
+    let _serial = serial();
     let Some(path) = std::env::var_os(CHILD).filter(|what| !what.is_empty()) else { return };
     match BTree::<u64, u64>::open_file(&path, config()) {
         Ok(tree) => println!("CHILD: opened, {} entries", tree.len()),
@@ -330,6 +351,7 @@ fn child_opens_a_file() {
 
 #[test]
 fn a_second_open_from_another_process_fails_while_the_first_holds_it() {
+    let _serial = serial();
     let dir = dir("other-process");
     let path = dir.join("t.gbt");
     let (_, last) = build(&path);
@@ -349,6 +371,7 @@ fn a_second_open_from_another_process_fails_while_the_first_holds_it() {
 /// the tree still holds everything in memory.
 #[test]
 fn child_checkpoints_past_the_file_size_limit() {
+    let _serial = serial();
     let Some(path) = std::env::var_os(CHILD).filter(|what| !what.is_empty()) else { return };
     let tree: Tree = BTree::open_file(&path, config()).unwrap();
     for round in 0..50u64 {
@@ -377,6 +400,7 @@ fn child_checkpoints_past_the_file_size_limit() {
 /// checkpoint succeeds.
 #[test]
 fn a_checkpoint_that_cannot_grow_the_file_fails_and_keeps_the_previous_one() {
+    let _serial = serial();
     let dir = dir("file-size-limit");
     let path = dir.join("t.gbt");
     let (_, last) = build(&path);
@@ -402,6 +426,7 @@ fn a_checkpoint_that_cannot_grow_the_file_fails_and_keeps_the_previous_one() {
 
 #[test]
 fn a_corrupt_leaf_fails_only_the_operations_that_need_it() {
+    let _serial = serial();
     let dir = dir("corrupt-leaf");
     let path = dir.join("t.gbt");
     let tree: Tree = BTree::open_file(&path, config()).unwrap();
