@@ -91,7 +91,7 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
 }
 
-/// Where things are in the file, read as `docs/format.md` draws it.
+/// Where things are in the file, read as `src/store/file/layout.rs` draws it.
 struct Map {
     /// The slot (0 or 1) of the newest superblock.
     newest: usize,
