@@ -15,7 +15,8 @@
 //!   16  [u8; 44] zeros (reserved)
 //!   60  u32      CRC-32 of bytes 0..60
 //!
-//! superblock (in its slot, the rest of the slot zero):
+//! superblock (in its slot, the rest of the slot zero; written as the
+//! whole slot):
 //!   0   [u8; 4]  magic "GBSB"
 //!   4   u32      format version (1)
 //!   8   u64      sequence number (>= 1; the newest valid slot wins)
@@ -35,7 +36,7 @@
 //!   the frame takes 12 + n bytes rounded up to a multiple of 16
 //!
 //! free-list payload: u64 count, then count x (u64 offset, u64 length),
-//!   then zeros (the frame is sized for the most extents it may list)
+//!   then zeros (the frame is sized before the count is known)
 //!
 //! address (u64): (offset / 16) << 24 | (frame length / 16)
 //! ```
@@ -262,9 +263,14 @@ pub(crate) fn decode_free_list(payload: &[u8], end: u64) -> Result<Vec<(u64, u64
         return Err("a free list without its count".into());
     }
     let count = u64_at(payload, 0);
-    let listed = 8 + 16 * count.min(u64::MAX / 32);
-    if (payload.len() as u64) < listed || payload[listed as usize..].iter().any(|&b| b != 0) {
+    // The payload is padded with zeros to the frame `prepare` allocated
+    // for it before it knew how many extents it would list.
+    let listed = count.checked_mul(16).and_then(|n| n.checked_add(8)).filter(|&n| n <= payload.len() as u64);
+    let Some(listed) = listed else {
         return Err(format!("a free list of {count} extents in {} bytes", payload.len()));
+    };
+    if payload[listed as usize..].iter().any(|&b| b != 0) {
+        return Err("non-zero bytes after a free list's extents".into());
     }
     let mut extents = Vec::with_capacity(count as usize);
     let mut floor = DATA_START;
@@ -367,12 +373,14 @@ mod tests {
     #[test]
     fn free_lists_round_trip_and_are_checked() {
         let extents = vec![(DATA_START, 32), (DATA_START + 64, 16)];
-        let mut payload = encode_free_list(&extents);
+        let payload = encode_free_list(&extents);
         assert_eq!(decode_free_list(&payload, DATA_START + 4096).unwrap(), extents);
-        payload.resize(payload.len() + 48, 0); // sized for more extents
-        assert_eq!(decode_free_list(&payload, DATA_START + 4096).unwrap(), extents);
-        payload.push(1);
-        assert!(decode_free_list(&payload, DATA_START + 4096).is_err());
+        let mut padded = payload.clone();
+        padded.resize(payload.len() + 52, 0);
+        assert_eq!(decode_free_list(&padded, DATA_START + 4096).unwrap(), extents);
+        padded[payload.len() + 51] = 1;
+        assert!(decode_free_list(&padded, DATA_START + 4096).is_err());
+        assert!(decode_free_list(&payload[..payload.len() - 1], DATA_START + 4096).is_err());
         assert!(decode_free_list(&payload, DATA_START + 48).is_err());
         let overlapping = encode_free_list(&[(DATA_START, 32), (DATA_START + 16, 16)]);
         assert!(decode_free_list(&overlapping, u64::MAX).is_err());

@@ -18,7 +18,8 @@
 //!    commit.
 //! 2. `write_commit` writes the superblock (sequence + 1, naming the commit
 //!    record, the free list, where used space ends) into the slot that does
-//!    not hold the last commit, then `fdatasync`s. Only then do the freed
+//!    not hold the last commit, as the whole slot (zeros after it), then
+//!    `fdatasync`s. Only then do the freed
 //!    records become free space for the next checkpoint.
 //!
 //! So at every instant the newest valid superblock on disk names records
@@ -394,7 +395,10 @@ impl FileStore {
             free_bytes: prepared.free_bytes,
             commit: commit.to_vec(),
         };
-        let bytes = layout::encode_superblock(&superblock);
+        // The whole slot: open rejects a slot with anything but zeros after
+        // the superblock, and garbage left there would outlive this commit.
+        let mut bytes = layout::encode_superblock(&superblock);
+        bytes.resize(PAGE as usize, 0);
         self.write_at(&bytes, SUPERBLOCK_AT[writer.next_slot])?;
         self.sync_disk()?;
         // Durable: what it released is free space now.
