@@ -1,0 +1,303 @@
+//! The parent: builds one loaded copy of each store (the base), then runs
+//! every (workload, case, repetition) over a fresh copy of it in a child
+//! process, stores alternating within each repetition so drift of the
+//! machine spreads over all of them.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Options;
+use crate::stores;
+use crate::workload::{self, Job};
+
+/// One child's figures.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub store: String,
+    pub workload: String,
+    pub case: String,
+    pub figures: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Results {
+    pub runs: Vec<Run>,
+    pub started: String,
+    pub wall: Duration,
+}
+
+impl Results {
+    /// The values of `figure` over the repetitions of one cell.
+    pub fn values(&self, store: &str, workload: &str, case: &str, figure: &str) -> Vec<f64> {
+        self.runs
+            .iter()
+            .filter(|r| r.store == store && r.workload == workload && r.case == case)
+            .filter_map(|r| r.figures.get(figure).copied())
+            .collect()
+    }
+}
+
+/// How the parent readies a store's copy before a child.
+#[derive(Clone, Copy, PartialEq)]
+enum Cache {
+    /// Left in the page cache (the copy was just written and synced).
+    Warm,
+    /// Dropped from it with `POSIX_FADV_DONTNEED`.
+    Cold,
+}
+
+struct Case {
+    workload: &'static str,
+    /// The label in the tables.
+    label: String,
+    cache: Cache,
+    threads: usize,
+    /// Kill a writer over the copy first (open after kill -9).
+    killed: bool,
+}
+
+fn cases(o: &Options) -> Vec<Case> {
+    let mut out = Vec::new();
+    let case =
+        |workload, label: String, cache, threads, killed| Case { workload, label, cache, threads, killed };
+    for w in &o.workloads {
+        match w.as_str() {
+            "load" => {} // runs first, building the bases
+            "open" => {
+                for (killed, k) in [(false, "clean close"), (true, "kill -9")] {
+                    for (cache, c) in [(Cache::Warm, "in page cache"), (Cache::Cold, "dropped")] {
+                        out.push(case("open", format!("{k}, {c}"), cache, 2, killed));
+                    }
+                }
+            }
+            "reads" => {
+                for (cache, c) in [(Cache::Warm, "in page cache"), (Cache::Cold, "dropped")] {
+                    for &t in &o.threads {
+                        out.push(case(
+                            "reads",
+                            format!("{c}, {t} thread{}", if t == 1 { "" } else { "s" }),
+                            cache,
+                            t,
+                            false,
+                        ));
+                    }
+                }
+            }
+            "writes" => {
+                for &t in &o.threads {
+                    out.push(case(
+                        "writes",
+                        format!("{t} thread{}", if t == 1 { "" } else { "s" }),
+                        Cache::Warm,
+                        t,
+                        false,
+                    ));
+                }
+            }
+            "scan" => out.push(case("scan", "in page cache".into(), Cache::Warm, 1, false)),
+            "rss" => out.push(case("rss", "2 reader threads, then a scan".into(), Cache::Warm, 2, false)),
+            "rewrite" => out.push(case("rewrite", "2 writer threads".into(), Cache::Warm, 2, false)),
+            other => unreachable!("{other}"),
+        }
+    }
+    out
+}
+
+pub fn run(o: &Options, _args: &[String]) -> Results {
+    let started = Instant::now();
+    let root = o.dir.join(format!("ghostbtree-peers-{}", std::process::id()));
+    fs::create_dir_all(&root).expect("the work directory");
+    let mut results = Results { started: now_utc(), ..Results::default() };
+    let stores: Vec<&str> = o
+        .stores
+        .iter()
+        .map(String::as_str)
+        .filter(|s| {
+            let ok = stores::available(s);
+            if !ok {
+                eprintln!(
+                    "peers: skipping {s}: not in this build (ghostbtree needs --features ghostbtree-file)"
+                );
+            }
+            ok
+        })
+        .collect();
+    let base = |s: &str| root.join(s).join("base");
+    let work = |s: &str| root.join(s).join("work");
+
+    // The bases: the first load of each store; more loads are measured
+    // only when the load workload was asked for.
+    let loads = if o.workloads.iter().any(|w| w == "load") { o.reps } else { 1 };
+    for rep in 0..loads {
+        for s in &stores {
+            let dir = if rep == 0 { base(s) } else { work(s) };
+            fs::create_dir_all(&dir).expect("a store directory");
+            let figures = child(o, s, "load", &dir, 1, rep as u64);
+            eprintln!("{s} load rep {rep}: {figures:?}");
+            results.runs.push(Run {
+                store: s.to_string(),
+                workload: "load".into(),
+                case: String::new(),
+                figures,
+            });
+            if rep > 0 {
+                fs::remove_dir_all(&dir).expect("removing a copy");
+            }
+        }
+    }
+
+    for case in cases(o) {
+        for rep in 0..o.reps {
+            for s in &stores {
+                let dir = work(s);
+                os_prepare(&base(s), &dir, case.cache, !case.killed);
+                if case.killed {
+                    kill_a_writer(o, s, &dir, rep as u64);
+                    if case.cache == Cache::Cold {
+                        drop_cache(&dir);
+                    }
+                }
+                let figures = child(o, s, case.workload, &dir, case.threads, 1000 + rep as u64);
+                eprintln!("{s} {} [{}] rep {rep}: {figures:?}", case.workload, case.label);
+                results.runs.push(Run {
+                    store: s.to_string(),
+                    workload: case.workload.into(),
+                    case: case.label.clone(),
+                    figures,
+                });
+                fs::remove_dir_all(&dir).expect("removing a copy");
+            }
+        }
+    }
+    fs::remove_dir_all(&root).expect("removing the work directory");
+    results.wall = started.elapsed();
+    results
+}
+
+/// A fresh copy of `base` at `dir`, synced, and dropped from the page cache
+/// when the case asks (and `now`: a killed case drops after the kill).
+fn os_prepare(base: &Path, dir: &Path, cache: Cache, now: bool) {
+    if dir.exists() {
+        fs::remove_dir_all(dir).expect("removing an old copy");
+    }
+    crate::os::copy_dir(base, dir).expect("copying a store");
+    if cache == Cache::Cold && now {
+        drop_cache(dir);
+    }
+}
+
+fn drop_cache(dir: &Path) {
+    let still = crate::os::drop_from_page_cache(dir).expect("posix_fadvise");
+    if still > 0 {
+        eprintln!(
+            "peers: {still} pages of {} still in the page cache after POSIX_FADV_DONTNEED",
+            dir.display()
+        );
+    }
+}
+
+fn child_command(o: &Options, store: &str, workload: &str, dir: &Path, threads: usize, seed: u64) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("our own path"));
+    cmd.arg("__child").arg(store).arg(workload).arg(dir);
+    for (k, v) in [
+        ("--keys", o.keys.to_string()),
+        ("--budget", o.budget().to_string()),
+        ("--threads", threads.to_string()),
+        ("--secs", o.secs.to_string()),
+        ("--seed", seed.to_string()),
+    ] {
+        cmd.arg(k).arg(v);
+    }
+    cmd.stdin(Stdio::null()).stderr(Stdio::inherit());
+    cmd
+}
+
+/// Runs one child to its end; aborts the run if it failed.
+fn child(
+    o: &Options,
+    store: &str,
+    workload: &str,
+    dir: &Path,
+    threads: usize,
+    seed: u64,
+) -> BTreeMap<String, f64> {
+    let out = child_command(o, store, workload, dir, threads, seed).output().expect("starting a child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        eprintln!("peers: {store} {workload} failed ({}); its output:\n{stdout}", out.status);
+        std::process::exit(1);
+    }
+    let line = stdout.lines().find(|l| l.starts_with("RESULT")).expect("a RESULT line");
+    line.split_whitespace()
+        .skip(1)
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("name=value");
+            (k.to_string(), v.parse().expect("a number"))
+        })
+        .collect()
+}
+
+/// Starts random durable writes (2 threads) over `dir`, lets them run for a
+/// second after the child says it is writing (about ten commits), then
+/// SIGKILLs it.
+fn kill_a_writer(o: &Options, store: &str, dir: &Path, seed: u64) {
+    let mut child = child_command(o, store, "kill-writer", dir, 2, 500 + seed)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting a writer");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("its stdout"))
+        .read_line(&mut line)
+        .expect("reading the writer");
+    if line.trim() != "WRITING" {
+        eprintln!("peers: {store} kill-writer said {line:?}");
+        std::process::exit(1);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    child.kill().expect("SIGKILL"); // std sends SIGKILL on Unix
+    let status = child.wait().expect("reaping the writer");
+    if status.code().is_some() {
+        eprintln!("peers: {store} kill-writer exited by itself ({status})");
+        std::process::exit(1);
+    }
+}
+
+/// `__child STORE WORKLOAD DIR --keys N --budget B --threads T --secs S --seed X`
+pub fn child_main(args: &[String]) -> i32 {
+    let (store, workload, dir) = (&args[0], &args[1], PathBuf::from(&args[2]));
+    let get = |flag: &str| -> String {
+        let i = args.iter().position(|a| a == flag).unwrap_or_else(|| panic!("{flag} missing"));
+        args[i + 1].clone()
+    };
+    let job = Job {
+        dir: &dir,
+        keys: get("--keys").parse().unwrap(),
+        budget: get("--budget").parse().unwrap(),
+        threads: get("--threads").parse().unwrap(),
+        secs: get("--secs").parse().unwrap(),
+        seed: get("--seed").parse().unwrap(),
+    };
+    let result = crate::with_store!(store.as_str(), D => workload::run::<D>(workload, &job));
+    match result {
+        Ok(figures) => {
+            figures.print();
+            0
+        }
+        Err(e) => {
+            eprintln!("peers: {store} {workload}: {e}");
+            1
+        }
+    }
+}
+
+fn now_utc() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
