@@ -2,12 +2,13 @@
 //! `Durability::Immediate` (its default); readers hold a read transaction.
 //!
 //! Writes from several threads reach the one write transaction in one of
-//! two ways (`GB_PEERS_REDB_WRITES`): `channel` (default) sends them to one
-//! writer thread that owns the transaction and its open table and commits
-//! every 100 ms; `mutex` shares the transaction behind a mutex, each write
-//! opening the table, and a committer thread takes the lock to commit.
-//! Measured on this machine, `channel` was the faster (see
-//! docs/benchmarks.md).
+//! two ways (`GB_PEERS_REDB_WRITES`): `mutex` (default) shares the
+//! transaction behind a mutex, each write opening the table, and a
+//! committer thread takes the lock to commit every 100 ms; `channel` sends
+//! the writes to one writer thread that owns the transaction and its open
+//! table and commits every 100 ms. On this machine `mutex` was as fast at
+//! 1 thread and faster at 2 and 8 (docs/benchmarks.md), so it is the
+//! default.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -58,8 +59,8 @@ impl Db for Redb {
 
     fn write(&self, threads: usize, work: &Work, every: Duration) -> Result<WriteCount> {
         match std::env::var("GB_PEERS_REDB_WRITES").as_deref() {
-            Ok("mutex") => self.write_through_mutex(threads, work, every),
-            Ok("channel") | Err(_) => self.write_through_channel(threads, work, every),
+            Ok("mutex") | Err(_) => self.write_through_mutex(threads, work, every),
+            Ok("channel") => self.write_through_channel(threads, work, every),
             Ok(other) => Err(format!("GB_PEERS_REDB_WRITES={other}: channel or mutex").into()),
         }
     }
@@ -87,31 +88,45 @@ impl Redb {
             }
             drop(tx);
             let mut count = WriteCount::default();
+            // Commits start every `every` (at once again after a commit
+            // that took longer), as the other stores' flushes do.
+            let mut deadline = Instant::now() + every;
             loop {
-                let (ops, more) = self.one_transaction(&rx, Instant::now() + every, &mut count)?;
+                let (ops, more, committed_at) = self.one_transaction(&rx, deadline, &mut count)?;
                 count.ops += ops;
                 if !more {
                     return Ok(count);
                 }
+                deadline = committed_at + every;
             }
         })
     }
 
     /// One write transaction: inserts what arrives until `deadline` or until
-    /// every sender is gone, then commits. Returns the writes it committed
-    /// and whether more may come.
+    /// every sender is gone, then commits. Returns the writes it committed,
+    /// whether more may come, and when the commit started.
     fn one_transaction(
         &self,
         rx: &Receiver<(u64, u64)>,
         deadline: Instant,
         count: &mut WriteCount,
-    ) -> Result<(u64, bool)> {
+    ) -> Result<(u64, bool, Instant)> {
         let txn = self.0.begin_write()?;
         let mut ops = 0;
         let mut more = true;
         {
             let mut table = txn.open_table(TABLE)?;
             loop {
+                // Take what is queued without a timed wait; check the clock
+                // every 64 writes.
+                if let Ok((k, v)) = rx.try_recv() {
+                    table.insert(k, v)?;
+                    ops += 1;
+                    if ops % 64 != 0 || Instant::now() < deadline {
+                        continue;
+                    }
+                    break;
+                }
                 let now = Instant::now();
                 if now >= deadline {
                     break;
@@ -133,7 +148,7 @@ impl Redb {
         txn.commit()?;
         count.commits += 1;
         count.commit_time += start.elapsed();
-        Ok((ops, more))
+        Ok((ops, more, start))
     }
 
     fn write_through_mutex(&self, threads: usize, work: &Work, every: Duration) -> Result<WriteCount> {
