@@ -1,5 +1,7 @@
 //! Tree configuration.
 
+use std::time::Duration;
+
 use crate::Error;
 
 /// How a tree is shaped. Build with [`Config::new`] and the setters, then pass
@@ -16,6 +18,8 @@ pub struct Config {
     pub(crate) leaf_capacity: usize,
     pub(crate) branch_capacity: usize,
     pub(crate) memory_budget: usize,
+    pub(crate) checkpoint_interval: Duration,
+    pub(crate) flush_on_drop: bool,
 }
 
 impl Config {
@@ -39,13 +43,37 @@ impl Config {
     /// its stored record holds.
     pub const MAX_CAPACITY: usize = 1 << 16;
 
+    /// 1 s: how much a crash loses at most, unflushed.
+    pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
     /// The defaults.
     pub fn new() -> Config {
         Config {
             leaf_capacity: Self::DEFAULT_LEAF_CAPACITY,
             branch_capacity: Self::DEFAULT_BRANCH_CAPACITY,
             memory_budget: Self::DEFAULT_MEMORY_BUDGET,
+            checkpoint_interval: Self::DEFAULT_CHECKPOINT_INTERVAL,
+            flush_on_drop: true,
         }
+    }
+
+    /// How often a tree over a file ([`BTree::open_file`](crate::BTree::open_file))
+    /// checkpoints on its own thread, if anything changed. Default 1 s.
+    /// It checkpoints sooner when dirty bytes pass a quarter of the memory
+    /// budget, and writers wait for checkpoints past half of it. At least
+    /// 1 ms.
+    pub fn checkpoint_interval(mut self, interval: Duration) -> Config {
+        self.checkpoint_interval = interval;
+        self
+    }
+
+    /// Whether dropping a tree over a file runs a last checkpoint (default
+    /// `true`; its error, if any, is lost: call
+    /// [`BTree::close`](crate::BTree::close) to get it). With `false`, a
+    /// drop loses the writes since the last checkpoint, as a crash does.
+    pub fn flush_on_drop(mut self, flush: bool) -> Config {
+        self.flush_on_drop = flush;
+        self
     }
 
     /// Most entries per bucket; at least 2, at most [`Config::MAX_CAPACITY`].
@@ -85,7 +113,17 @@ impl Config {
             }
         };
         check("leaf_capacity", self.leaf_capacity, 2)?;
-        check("branch_capacity", self.branch_capacity, 3)
+        check("branch_capacity", self.branch_capacity, 3)?;
+        if self.checkpoint_interval < Duration::from_millis(1) {
+            let value = self.checkpoint_interval.as_micros() as usize;
+            return Err(Error::InvalidConfig {
+                setting: "checkpoint_interval (µs)",
+                value,
+                min: 1000,
+                max: usize::MAX,
+            });
+        }
+        Ok(())
     }
 }
 

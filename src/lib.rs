@@ -124,8 +124,18 @@ pub use error::Error;
 pub use iter::Range;
 pub use map::{BTree, CompareAndSwapError};
 pub use stats::Stats;
-pub use store::{Address, MemoryStore, Store};
+pub use store::{Address, FileStore, MemoryStore, Store, Usage};
 pub use verify::Report;
+
+/// Entry points for the fuzz targets (`fuzz/`); not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Runs every decoder of the file store's layout (header, superblock,
+    /// record frames, free list) on `bytes`: errors are fine, panics not.
+    pub fn decode_file_layout(bytes: &[u8]) {
+        crate::store::file::layout::decode_all(bytes);
+    }
+}
 
 /// The README's examples, run as doctests.
 #[doc = include_str!("../README.md")]

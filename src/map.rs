@@ -4,10 +4,13 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::ops::{Bound, RangeBounds};
 
+use crate::engine::background::Background;
 use crate::engine::bulk;
 use crate::engine::search::Seek;
 use crate::engine::tree::{Action, Tree, leaf_of};
+use crate::store::FileStore;
 use crate::{Codec, Config, Error, Range, Report, Stats, Store};
+use std::path::Path;
 use std::sync::Arc;
 
 /// A concurrent ordered map. Share it by `&` or `Arc` across threads: reads
@@ -21,7 +24,9 @@ use std::sync::Arc;
 /// load can fail. A failure is always an `Err`, never a key reported absent.
 /// On an in-memory tree nothing fails.
 pub struct BTree<K, V> {
-    tree: Tree<K, V>,
+    tree: Arc<Tree<K, V>>,
+    /// The checkpoint thread of a tree over a file.
+    background: Option<Background<K, V>>,
 }
 
 /// Why [`BTree::compare_and_swap`] did not swap: the value it found, and the
@@ -37,13 +42,17 @@ pub struct CompareAndSwapError<V> {
 impl<K: Ord + Clone, V: Clone> BTree<K, V> {
     /// An empty tree with the default [`Config`].
     pub fn new() -> Self {
-        BTree { tree: Tree::new(Config::new()) }
+        BTree::over(Tree::new(Config::new()))
+    }
+
+    fn over(tree: Tree<K, V>) -> Self {
+        BTree { tree: Arc::new(tree), background: None }
     }
 
     /// An empty tree shaped by `config`. Fails if a setting is out of range.
     pub fn with_config(config: Config) -> Result<Self, Error> {
         config.validate()?;
-        Ok(BTree { tree: Tree::new(config) })
+        Ok(BTree::over(Tree::new(config)))
     }
 
     /// A tree holding `entries`, built bottom-up with every node full: much
@@ -52,7 +61,7 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
     pub fn from_sorted(entries: impl IntoIterator<Item = (K, V)>, config: Config) -> Result<Self, Error> {
         config.validate()?;
         let (root, len) = bulk::build(entries, &config)?;
-        Ok(BTree { tree: Tree::from_root(root, len, config) })
+        Ok(BTree::over(Tree::from_root(root, len, config)))
     }
 
     /// The value of `key`, cloned.
@@ -200,7 +209,59 @@ impl<K: Ord + Clone + Codec, V: Clone + Codec> BTree<K, V> {
     /// per node, however many threads touch it at once).
     pub fn open(store: impl Store + 'static, config: Config) -> Result<Self, Error> {
         config.validate()?;
-        Ok(BTree { tree: Tree::open(Arc::new(store), config)? })
+        Ok(BTree::over(Tree::open(Arc::new(store), config)?))
+    }
+}
+
+impl<K, V> BTree<K, V>
+where
+    K: Ord + Clone + Codec + Send + Sync + 'static,
+    V: Clone + Codec + Send + Sync + 'static,
+{
+    /// The tree in the file at `path`, created if it does not exist: an
+    /// embedded, durable index.
+    ///
+    /// ```
+    /// use ghostbtree::{BTree, Config};
+    ///
+    /// let dir = std::env::temp_dir().join(format!("ghostbtree-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("index.gbt");
+    /// {
+    ///     let tree = BTree::open_file(&path, Config::new())?;
+    ///     tree.insert(1u64, 10u64)?;
+    ///     tree.close()?; // a last checkpoint, its error reported
+    /// }
+    /// let tree: BTree<u64, u64> = BTree::open_file(&path, Config::new())?;
+    /// assert_eq!(tree.get(&1)?, Some(10));
+    /// # drop(tree);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Opening reads the file's header and superblocks only, whatever the
+    /// tree's size: nodes load on first touch. The file is locked while the
+    /// tree is open: a second open of it, here or in another process, fails.
+    ///
+    /// Durability: [`flush`](BTree::flush) returns once everything before
+    /// it is on disk. A thread the tree owns checkpoints every
+    /// [`Config::checkpoint_interval`] (and sooner under many writes); a
+    /// crash loses at most the writes since the last checkpoint, never
+    /// what a checkpoint holds, and never leaves a mix. Dropping the tree
+    /// runs a last checkpoint ([`Config::flush_on_drop`]); [`close`](BTree::close)
+    /// does too and reports its error. See `docs/format.md` for the file.
+    ///
+    /// Fails with [`Error::Io`] naming the path and the problem if the path
+    /// is a directory or its directory does not exist, the file cannot be
+    /// written or is open already, or it is not a ghostbtree file, or a
+    /// damaged, truncated or newer one.
+    pub fn open_file(path: impl AsRef<Path>, config: Config) -> Result<Self, Error> {
+        config.validate()?;
+        let store = FileStore::open(path).map_err(|e| Error::io("opening the file", None, e))?;
+        let tree = Arc::new(Tree::open(Arc::new(store), config)?);
+        let background =
+            Background::start(&tree).map_err(|e| Error::io("starting the checkpoint thread", None, e))?;
+        Ok(BTree { tree, background: Some(background) })
     }
 }
 
@@ -211,6 +272,22 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
     /// A no-op for a tree without a store.
     pub fn flush(&self) -> Result<(), Error> {
         self.tree.checkpoint()
+    }
+
+    /// Writes a last checkpoint, stops the checkpoint thread and releases
+    /// the store, returning the checkpoint's error if it failed (a drop
+    /// cannot). For a tree without a store, just a drop.
+    pub fn close(mut self) -> Result<(), Error> {
+        let flushed = self.flush();
+        drop(self.background.take());
+        flushed
+    }
+
+    /// `Ok` unless the last checkpoint failed (a background one, say):
+    /// then its error, until a checkpoint succeeds. Reads and writes go on
+    /// meanwhile; the tree tries again at the next checkpoint.
+    pub fn health(&self) -> Result<(), Error> {
+        self.tree.stored.as_ref().map_or(Ok(()), |stored| stored.health())
     }
 
     /// Evicts the node on `level` (0: leaves) whose range holds `key`, if
@@ -266,7 +343,7 @@ impl<K: Ord + Clone, V: Clone> FromIterator<(K, V)> for BTree<K, V> {
             }
         }
         let (root, len) = bulk::build(unique, &Config::new()).expect("sorted and deduplicated above");
-        BTree { tree: Tree::from_root(root, len, Config::new()) }
+        BTree::over(Tree::from_root(root, len, Config::new()))
     }
 }
 

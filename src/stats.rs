@@ -2,6 +2,10 @@
 
 /// Counters since the tree was opened, from [`BTree::stats`](crate::BTree::stats).
 /// All zero for an in-memory tree, except the byte counts.
+///
+/// `file_bytes - live_bytes` is the store's garbage: space of superseded
+/// records waiting to be reused (a file store reuses it from the next
+/// checkpoint on), and space at the end of the file no record uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -12,9 +16,15 @@ pub struct Stats {
     pub load_waits: u64,
     /// Nodes turned back into ghosts to stay within the memory budget.
     pub evictions: u64,
-    /// Checkpoints completed (by `flush` or because dirty bytes filled the
-    /// budget).
+    /// Checkpoints completed (by `flush`, the checkpoint thread, or writers
+    /// because dirty bytes filled half the budget).
     pub checkpoints: u64,
+    /// Checkpoints that failed (the store's error; the previous checkpoint
+    /// stays the durable state, and the next one tries again).
+    pub checkpoint_failures: u64,
+    /// The error of the last checkpoint, if it failed (cleared by the next
+    /// one that succeeds); [`BTree::health`](crate::BTree::health) returns it.
+    pub last_checkpoint_error: Option<String>,
     /// Records read from the store.
     pub store_reads: u64,
     /// Records appended to the store (commit records not counted).
@@ -24,4 +34,8 @@ pub struct Stats {
     pub resident_bytes: u64,
     /// Bytes of node versions not yet on the store.
     pub dirty_bytes: u64,
+    /// Bytes the store takes (a file store: the file's length).
+    pub file_bytes: u64,
+    /// Bytes of the records the last checkpoint names, with their framing.
+    pub live_bytes: u64,
 }

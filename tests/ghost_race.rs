@@ -37,6 +37,9 @@ impl Store for SlowStore {
         std::thread::sleep(Duration::from_micros(1000 + (n * 7919 % 4000)));
         self.inner.read(address)
     }
+    fn free(&self, address: Address) -> io::Result<()> {
+        self.inner.free(address)
+    }
     fn sync(&self) -> io::Result<()> {
         self.inner.sync()
     }

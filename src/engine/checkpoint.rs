@@ -18,6 +18,17 @@
 //! epoch `<= E`), and none that started after `flush` returned (those
 //! register in `E + 1` or later). Readers never register and never wait.
 //!
+//! # What gets freed
+//!
+//! Every node carries the record the last commit names for it (`Named`,
+//! shared by its versions). Before the commit, the checkpoint frees each
+//! record it supersedes: the named record of every node it writes anew,
+//! the named record of every node a merge retired that the image no
+//! longer lists, and the extra root of the last image (below). The store
+//! reuses that space only once the commit is durable (`Store::free`); the
+//! names move on only then, so a failed checkpoint frees nothing and the
+//! next one frees the same records again.
+//!
 //! # What gets rewritten
 //!
 //! A leaf version is written once: its image depends on nothing else, and
@@ -26,6 +37,7 @@
 //! walk visits every loaded node, so a checkpoint costs O(resident nodes) of
 //! CPU and O(changed nodes + their ancestors) of writes.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::epoch::Closed;
@@ -38,8 +50,12 @@ use super::tree::Tree;
 use crate::Error;
 use crate::store::Address;
 
-/// What a checkpoint appended: each slot, the version, and its record.
-type Written<K, V> = Vec<(Arc<Slot<K, V>>, NodeArc<K, V>, Address)>;
+/// What a checkpoint appended: each slot, the version, its record, and
+/// whether the version counts as stored at it (see `write_slot`).
+type Written<K, V> = Vec<(Arc<Slot<K, V>>, NodeArc<K, V>, Address, bool)>;
+
+/// The slots an image lists, by identity.
+type Listed<K, V> = HashSet<*const Slot<K, V>>;
 
 /// The version a checkpoint of `epoch` writes of a loaded node: its own if
 /// it is old enough, else the one it keeps in `prev`.
@@ -84,23 +100,31 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         self.checkpoint_closed(stored, stored.epochs.close())
     }
 
-    /// Checkpoints when dirty bytes fill half the budget (dirty leaves cannot
-    /// be evicted), then evicts if resident bytes exceed the budget. Called
-    /// by writers after their operation, so never while registered in an
-    /// epoch; looks at the count every 32nd write of a thread, and leaves it
-    /// to a checkpoint already running. An error here is not the write's:
-    /// the write took effect, and the next `flush` reports the store's
-    /// trouble.
+    /// Keeps dirty bytes (which cannot be evicted) within the budget, then
+    /// evicts if resident bytes exceed it. Past a quarter of the budget the
+    /// checkpoint thread is nudged; past half, the writer checkpoints
+    /// itself, or waits for the checkpoint running and looks again
+    /// (backpressure: writers cannot outrun the store). Called by writers
+    /// after their operation, so never while registered in an epoch; looks
+    /// every 32nd write of a thread. An error here is not the write's: the
+    /// write took effect, and `flush`, `stats` and `health` report the
+    /// store's trouble.
     pub(crate) fn checkpoint_if_dirty(&self) {
         let Some(stored) = &self.stored else { return };
         if !once_in(32) {
             return;
         }
         let account = stored.account();
-        if account.dirty() > account.budget() / 2
-            && let Some(closed) = stored.epochs.try_close()
-        {
-            let _ = self.checkpoint_closed(stored, closed);
+        if account.dirty() > account.budget() / 4 {
+            stored.schedule.nudge();
+        }
+        while account.dirty() > account.budget() / 2 {
+            if let Some(closed) = stored.epochs.try_close() {
+                // One per writer: under a failing store, dirty bytes stay.
+                let _ = self.checkpoint_closed(stored, closed);
+                break;
+            }
+            stored.epochs.wait_idle();
         }
         // Writes grow the tree too (splits), and a checkpoint makes leaves
         // evictable.
@@ -110,9 +134,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     fn checkpoint_closed(&self, stored: &Stored<K, V>, closed: Closed<'_>) -> Result<(), Error> {
         let written = self.write_image(stored, closed.epoch, closed.len);
         drop(closed);
-        if written.is_ok() {
-            Counters::bump(&stored.counters.checkpoints);
-        }
+        stored.checkpointed(&written);
         written
     }
 
@@ -128,29 +150,43 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         );
         let (keys, top) = self.posted(&above, epoch)?;
         let mut written = Vec::new();
-        let (address, level) = if let [root] = &top[..] {
-            (self.write_slot(stored, root, epoch, &mut written)?.0, level)
+        let mut listed = HashSet::new();
+        let (address, level, extra_root) = if let [root] = &top[..] {
+            (self.write_slot(stored, root, epoch, &mut written, &mut listed)?.0, level, None)
         } else {
             let mut addresses = Vec::with_capacity(top.len());
             for slot in &top {
-                addresses.push(self.write_slot(stored, slot, epoch, &mut written)?.0);
+                addresses.push(self.write_slot(stored, slot, epoch, &mut written, &mut listed)?.0);
             }
             let record = (stored.codecs.encode_branch)(level + 1, None, None, &keys, &addresses)
                 .map_err(|what| Error::Internal { what })?;
-            (append(stored, &record)?, level + 1)
+            let address = append(stored, &record)?;
+            (address, level + 1, Some(address))
         };
+        // The records this image supersedes (module docs).
+        let retired = stored.retired_unlisted(|slot| listed.contains(&slot));
+        let superseded = written.iter().filter_map(|(_, version, ..)| version.meta.named.get());
+        let gone = retired.iter().filter_map(|named| named.get());
         let store = &stored.store;
+        for address in superseded.chain(gone).chain(stored.extra_root()) {
+            store.free(address).map_err(|e| Error::io("freeing a superseded record", Some(address), e))?;
+        }
         store.sync().map_err(|e| Error::io("syncing a checkpoint", None, e))?;
         let commit = encode_commit(&Commit { root: address, level, epoch, len })
             .map_err(|what| Error::Internal { what })?;
         store.write_commit(&commit).map_err(|e| Error::io("writing the commit record", None, e))?;
+        stored.committed(extra_root, &retired);
         // Only now are the records part of the stored tree. Marked before,
         // a failure after them would let the next checkpoint reuse a child's
         // new record under a parent whose old record it never rewrote.
         // Parents first: a child still unmarked is dirty, so it cannot be a
         // ghost, so its parent cannot be evicted with a record naming the
         // child's new address before the child is evictable from it.
-        for (slot, version, address) in written.into_iter().rev() {
+        for (slot, version, address, mark) in written.into_iter().rev() {
+            version.meta.named.set(Some(address));
+            if !mark {
+                continue;
+            }
             version.meta.stored.set(address);
             if let Some(charge) = &version.meta.charge {
                 charge.clean();
@@ -194,7 +230,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         slot: &Arc<Slot<K, V>>,
         epoch: u64,
         written: &mut Written<K, V>,
+        listed: &mut Listed<K, V>,
     ) -> Result<(Address, bool), Error> {
+        listed.insert(Arc::as_ptr(slot));
         let version = match at_epoch(slot, epoch, false) {
             AtEpoch::Stored { address, .. } => return Ok((address, false)),
             AtEpoch::Version(version) => version,
@@ -225,7 +263,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 let mut changed = children.len() != branch.children.len();
                 let mut addresses = Vec::with_capacity(children.len());
                 for child in &children {
-                    let (address, new) = self.write_slot(stored, child, epoch, written)?;
+                    let (address, new) = self.write_slot(stored, child, epoch, written, listed)?;
                     changed |= new;
                     addresses.push(address);
                 }
@@ -238,9 +276,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             }
         };
         let address = append(stored, &record)?;
-        if mark {
-            written.push((Arc::clone(slot), version.clone(), address));
-        }
+        written.push((Arc::clone(slot), version.clone(), address, mark));
         Ok((address, true))
     }
 

@@ -141,6 +141,11 @@ impl Epochs {
         self.close_with(lock(&self.serial))
     }
 
+    /// Returns once no checkpoint is running (one may start right after).
+    pub(crate) fn wait_idle(&self) {
+        drop(lock(&self.serial));
+    }
+
     /// [`close`](Epochs::close), unless a checkpoint is running.
     pub(crate) fn try_close(&self) -> Option<Closed<'_>> {
         try_lock(&self.serial).map(|serial| self.close_with(serial))

@@ -141,7 +141,11 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// Reads, checks and builds the node a ghost stands for.
     fn load_ghost(&self, stored: &Stored<K, V>, target: &Target<K, V>) -> Result<Node<K, V>, Error> {
         let address = target.address();
-        let record = stored.store.read(address).map_err(|e| Error::io("reading a node", Some(address), e))?;
+        let record = stored.store.read(address).map_err(|e| match e.kind() {
+            // The store found the record damaged (a checksum, a length).
+            std::io::ErrorKind::InvalidData => Error::Corrupt { address: Some(address), what: e.to_string() },
+            _ => Error::io("reading a node", Some(address), e),
+        })?;
         Counters::bump(&stored.counters.store_reads);
         let expected = match target {
             Target::Described(ghost) => {

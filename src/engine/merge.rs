@@ -251,7 +251,11 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 continue; // whoever won, look at the state again
             }
             self.absorb(slot, &r, &separator, step.epoch)?;
-            slot.retire(&frozen);
+            if slot.retire(&frozen)
+                && let Some(stored) = &self.stored
+            {
+                stored.retired(slot, &r.meta.named);
+            }
         }
     }
 
@@ -383,6 +387,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             }
             let root = Arc::clone(root.arc());
             if root.retire_root(&node) {
+                if let Some(stored) = &self.stored {
+                    stored.retired(&root, &node.meta.named);
+                }
                 drop(node);
                 self.hand_on_root(&root);
             }

@@ -2,6 +2,7 @@
 //! the B-link protocol. Each file states the invariants it owns.
 
 pub(crate) mod account;
+pub(crate) mod background;
 pub(crate) mod bulk;
 mod checkpoint;
 pub(crate) mod epoch;

@@ -74,16 +74,26 @@ pub(crate) struct Meta<K, V> {
     pub(crate) stored: StoredAt,
     /// This version's share of the tree's memory count (trees over a store).
     pub(crate) charge: Option<Charge>,
+    /// The node's record in the last commit: shared by all its versions.
+    pub(crate) named: Arc<Named>,
 }
 
 impl<K, V> Meta<K, V> {
-    pub(crate) fn new(epoch: u64, prev: Option<NodeArc<K, V>>) -> Meta<K, V> {
-        Meta { epoch, prev: Mutex::new(prev), stored: StoredAt(AtomicU64::new(NOWHERE)), charge: None }
+    /// The bookkeeping of a new version of the node whose record is in
+    /// `named` (a new node: `Named::nowhere()`).
+    pub(crate) fn new(epoch: u64, prev: Option<NodeArc<K, V>>, named: Arc<Named>) -> Meta<K, V> {
+        Meta { epoch, prev: Mutex::new(prev), stored: StoredAt(AtomicU64::new(NOWHERE)), charge: None, named }
     }
 
     /// The bookkeeping of a version loaded from the record at `address`.
     pub(crate) fn loaded_from(address: Address) -> Meta<K, V> {
-        Meta { epoch: 0, prev: Mutex::new(None), stored: StoredAt(AtomicU64::new(address.0)), charge: None }
+        Meta {
+            epoch: 0,
+            prev: Mutex::new(None),
+            stored: StoredAt(AtomicU64::new(address.0)),
+            charge: None,
+            named: Arc::new(Named(AtomicU64::new(address.0))),
+        }
     }
 
     /// The version this one keeps for a checkpoint, if any.
@@ -117,6 +127,32 @@ impl StoredAt {
     /// Release: see `get`.
     pub(crate) fn set(&self, address: Address) {
         self.0.store(address.0, Ordering::Release);
+    }
+}
+
+/// Which record of a node the last commit names: the one a checkpoint
+/// frees when it writes the node anew, or drops it (a merge retired it).
+/// One per node, shared by all its versions (a write's new version takes
+/// its predecessor's; a split's new right nodes get new ones), so it moves
+/// on however many versions a node went through between two checkpoints.
+///
+/// Relaxed: only checkpoints read and set it, one at a time (in
+/// `Epochs::close`'s critical section, which orders them), and a node's
+/// first value is published with the version holding it.
+pub(crate) struct Named(AtomicU64);
+
+impl Named {
+    /// A node no commit names yet.
+    pub(crate) fn nowhere() -> Arc<Named> {
+        Arc::new(Named(AtomicU64::new(NOWHERE)))
+    }
+
+    pub(crate) fn get(&self) -> Option<Address> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|&a| a != NOWHERE).map(Address)
+    }
+
+    pub(crate) fn set(&self, address: Option<Address>) {
+        self.0.store(address.map_or(NOWHERE, |a| a.0), Ordering::Relaxed);
     }
 }
 
@@ -180,7 +216,7 @@ impl<K, V> Node<K, V> {
         right: Option<Arc<Slot<K, V>>>,
         body: Body<K, V>,
     ) -> Self {
-        Node { low, high, right, body, meta: Meta::new(0, None) }
+        Node { low, high, right, body, meta: Meta::new(0, None, Named::nowhere()) }
     }
 
     /// Charges this version to `account` (if the tree has one), as dirty
@@ -317,8 +353,13 @@ impl<K: Ord + Clone, V: Clone> Node<K, V> {
         let mut right = Vec::with_capacity(tail.len());
         for (separator, body) in tail {
             let low = Some(separator.clone());
-            let node =
-                Node { low: low.clone(), high, right: right_link, body, meta: Meta::new(meta.epoch, None) };
+            let node = Node {
+                low: low.clone(),
+                high,
+                right: right_link,
+                body,
+                meta: Meta::new(meta.epoch, None, Named::nowhere()),
+            };
             let slot = Slot::new(node.charged(account, true));
             (high, right_link) = (low, Some(Arc::clone(&slot)));
             right.push((separator, slot));

@@ -7,16 +7,18 @@
 //! only place that requires `K: Codec, V: Codec`), so the engine's methods
 //! need no codec bounds.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::account::{Account, AccountBox};
+use super::background::Schedule;
 use super::epoch::Epochs;
 use super::evict::Clock;
 use super::format::{self, Decoded, Expected, TooLarge};
+use super::node::Named;
 use super::slot::{Sentinel, Slot};
-use super::sync::{AtomicU64, Ordering};
+use super::sync::{AtomicU64, Mutex, Ordering, lock};
 use crate::store::{Address, Store};
-use crate::{Codec, Stats};
+use crate::{Codec, Error, Stats};
 
 pub(crate) struct Stored<K, V> {
     pub(crate) store: Arc<dyn Store>,
@@ -26,10 +28,28 @@ pub(crate) struct Stored<K, V> {
     pub(crate) clock: Clock<K, V>,
     /// The state every ghost slot of this tree holds.
     pub(crate) ghost: Sentinel<K, V>,
+    /// When the checkpoint thread runs, if there is one (`background.rs`).
+    pub(crate) schedule: Schedule,
+    /// The error of the last checkpoint, until one succeeds.
+    health: Mutex<Option<Error>>,
+    /// What checkpoints free besides the nodes they write (`checkpoint.rs`).
+    superseded: Mutex<Superseded<K, V>>,
     /// Last: it must outlive every version (fields drop in order; see
     /// `account.rs`).
     account: AccountBox,
 }
+
+/// Records no node will free by being written anew.
+struct Superseded<K, V> {
+    /// Nodes a merge retired, with their record cells, until a committed
+    /// image no longer lists them. `Weak`: the slot's identity without
+    /// keeping its last version alive.
+    retired: Vec<Retired<K, V>>,
+    /// The root the last image added over a top level that had no root.
+    extra_root: Option<Address>,
+}
+
+type Retired<K, V> = (Weak<Slot<K, V>>, Arc<Named>);
 
 /// The encoders and decoder for one `(K, V)` (signatures in `format.rs`).
 pub(crate) struct Codecs<K, V> {
@@ -66,12 +86,61 @@ impl<K, V> Stored<K, V> {
             epochs: Epochs::new(epoch, len),
             clock: Clock::new(),
             ghost: Sentinel::new(),
+            superseded: Mutex::new(Superseded { retired: Vec::new(), extra_root: None }),
+            schedule: Schedule::default(),
+            health: Mutex::new(None),
             account: AccountBox::new(budget),
         }
     }
 
     pub(crate) fn account(&self) -> &'static Account {
         self.account.get()
+    }
+
+    /// Notes how a checkpoint ended: a failure is kept until one succeeds.
+    pub(crate) fn checkpointed(&self, result: &Result<(), Error>) {
+        let counter =
+            if result.is_ok() { &self.counters.checkpoints } else { &self.counters.checkpoint_failures };
+        Counters::bump(counter);
+        *lock(&self.health) = result.as_ref().err().cloned();
+    }
+
+    /// The error of the last checkpoint, if it failed.
+    pub(crate) fn health(&self) -> Result<(), Error> {
+        lock(&self.health).clone().map_or(Ok(()), Err)
+    }
+
+    /// A merge retired `slot`, whose last version names `named`.
+    pub(crate) fn retired(&self, slot: &Arc<Slot<K, V>>, named: &Arc<Named>) {
+        lock(&self.superseded).retired.push((Arc::downgrade(slot), Arc::clone(named)));
+    }
+
+    /// The record cells of retired nodes an image does not list (`listed`
+    /// is asked by slot identity).
+    pub(crate) fn retired_unlisted(&self, listed: impl Fn(*const Slot<K, V>) -> bool) -> Vec<Arc<Named>> {
+        let superseded = lock(&self.superseded);
+        superseded
+            .retired
+            .iter()
+            .filter(|(slot, _)| !listed(slot.as_ptr()))
+            .map(|(_, named)| Arc::clone(named))
+            .collect()
+    }
+
+    /// The extra root of the last image, if it had one.
+    pub(crate) fn extra_root(&self) -> Option<Address> {
+        lock(&self.superseded).extra_root
+    }
+
+    /// A commit freeing the records of `gone` (from `retired_unlisted`) is
+    /// durable, and its image has `extra_root`.
+    pub(crate) fn committed(&self, extra_root: Option<Address>, gone: &[Arc<Named>]) {
+        let mut superseded = lock(&self.superseded);
+        superseded.extra_root = extra_root;
+        for named in gone {
+            named.set(None);
+        }
+        superseded.retired.retain(|(_, named)| !gone.iter().any(|gone| Arc::ptr_eq(gone, named)));
     }
 
     /// Queues a node that just became clean and resident for the clock.
@@ -83,6 +152,10 @@ impl<K, V> Stored<K, V> {
         let mut stats = self.counters.snapshot();
         stats.resident_bytes = self.account().resident() as u64;
         stats.dirty_bytes = self.account().dirty() as u64;
+        let usage = self.store.usage();
+        stats.file_bytes = usage.file_bytes;
+        stats.live_bytes = usage.live_bytes;
+        stats.last_checkpoint_error = lock(&self.health).as_ref().map(ToString::to_string);
         stats
     }
 }
@@ -138,6 +211,7 @@ pub(crate) struct Counters {
     pub(crate) load_waits: AtomicU64,
     pub(crate) evictions: AtomicU64,
     pub(crate) checkpoints: AtomicU64,
+    pub(crate) checkpoint_failures: AtomicU64,
     pub(crate) store_reads: AtomicU64,
     pub(crate) store_writes: AtomicU64,
 }
@@ -160,6 +234,7 @@ impl Counters {
             load_waits: get(&self.load_waits),
             evictions: get(&self.evictions),
             checkpoints: get(&self.checkpoints),
+            checkpoint_failures: get(&self.checkpoint_failures),
             store_reads: get(&self.store_reads),
             store_writes: get(&self.store_writes),
             ..Stats::default()

@@ -45,7 +45,7 @@ use std::sync::Arc;
 
 use super::account::Account;
 use super::epoch::Registered;
-use super::node::{Body, Branch, End, Entries, Leaf, Meta, Node, Rebuilt, prefetch};
+use super::node::{Body, Branch, End, Entries, Leaf, Meta, Named, Node, Rebuilt, prefetch};
 use super::search::Seek;
 use super::slot::{NodeRef, Slot};
 use super::stored::{Paused, Stored};
@@ -476,7 +476,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         } else {
             current.meta.prev()
         };
-        Meta::new(epoch, prev)
+        Meta::new(epoch, prev, Arc::clone(&current.meta.named))
     }
 
     /// Publishes `body` as the successor of `current` in `slot`, splitting
@@ -579,7 +579,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                         }),
                         // Tagged like any write: a checkpoint of an older
                         // epoch must not take it for its root.
-                        meta: Meta::new(epoch, None),
+                        meta: Meta::new(epoch, None, Named::nowhere()),
                     }
                     .charged(self.account(), true),
                 );

@@ -1,9 +1,15 @@
 //! `MemoryStore`: records in memory, for tests and as the embedded default.
+//!
+//! Freed records are dropped when the commit that frees them is written,
+//! and reading one after that is an error: a tree that reads a record it
+//! freed, or frees one that is gone, fails loudly in tests over this store.
+//! (Frees of an attempt that failed in a wrapper above this store stay
+//! pending; the tree frees them again, so repeats in one commit count once.)
 
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use super::{Address, Store};
+use super::{Address, Store, Usage};
 
 /// A [`Store`] in memory. Cheap to clone: clones share the records, so a
 /// test can drop a tree and open another on the same store ("reopen").
@@ -15,8 +21,19 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Inner {
     /// Record `i` has address `i + 1`; address 0 is never handed out.
-    records: RwLock<Vec<Arc<[u8]>>>,
-    commit: Mutex<Option<Vec<u8>>>,
+    /// `None` once freed by a commit.
+    records: RwLock<Vec<Option<Arc<[u8]>>>>,
+    commit: Mutex<Commit>,
+}
+
+#[derive(Default)]
+struct Commit {
+    record: Option<Vec<u8>>,
+    /// Freed for the next commit.
+    freed: Vec<Address>,
+    /// Bytes of records not freed, at the last commit and now.
+    live_bytes: u64,
+    held_bytes: u64,
 }
 
 impl MemoryStore {
@@ -25,32 +42,52 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    /// Bytes held in records (all versions ever appended; nothing is
-    /// reclaimed).
-    pub fn stored_bytes(&self) -> usize {
-        let records = self.inner.records.read().unwrap_or_else(PoisonError::into_inner);
-        records.iter().map(|r| r.len()).sum()
+    fn commit(&self) -> MutexGuard<'_, Commit> {
+        self.inner.commit.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Number of records appended.
+    /// Bytes held in records not freed by a commit.
+    pub fn stored_bytes(&self) -> usize {
+        self.commit().held_bytes as usize
+    }
+
+    /// Number of records appended (freed ones included).
     pub fn records(&self) -> usize {
         self.inner.records.read().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
 
+fn index(address: Address) -> Option<usize> {
+    usize::try_from(address.0).ok().and_then(|a| a.checked_sub(1))
+}
+
 impl Store for MemoryStore {
     fn append(&self, record: &[u8]) -> io::Result<Address> {
+        let mut commit = self.commit();
         let mut records = self.inner.records.write().unwrap_or_else(PoisonError::into_inner);
-        records.push(record.into());
+        records.push(Some(record.into()));
+        commit.held_bytes += record.len() as u64;
         Ok(Address(records.len() as u64))
     }
 
     fn read(&self, address: Address) -> io::Result<Vec<u8>> {
         let records = self.inner.records.read().unwrap_or_else(PoisonError::into_inner);
-        let index = usize::try_from(address.0).ok().and_then(|a| a.checked_sub(1));
-        match index.and_then(|i| records.get(i)) {
-            Some(record) => Ok(record.to_vec()),
+        match index(address).and_then(|i| records.get(i)) {
+            Some(Some(record)) => Ok(record.to_vec()),
+            Some(None) => Err(io::Error::other(format!("the record at {address} was freed"))),
             None => Err(io::Error::new(io::ErrorKind::NotFound, format!("no record at {address}"))),
+        }
+    }
+
+    fn free(&self, address: Address) -> io::Result<()> {
+        let mut commit = self.commit();
+        let records = self.inner.records.read().unwrap_or_else(PoisonError::into_inner);
+        match index(address).and_then(|i| records.get(i)) {
+            Some(Some(_)) => {
+                commit.freed.push(address);
+                Ok(())
+            }
+            _ => Err(io::Error::other(format!("freeing {address}, which is not a live record"))),
         }
     }
 
@@ -59,11 +96,29 @@ impl Store for MemoryStore {
     }
 
     fn read_commit(&self) -> io::Result<Option<Vec<u8>>> {
-        Ok(self.inner.commit.lock().unwrap_or_else(PoisonError::into_inner).clone())
+        Ok(self.commit().record.clone())
     }
 
     fn write_commit(&self, record: &[u8]) -> io::Result<()> {
-        *self.inner.commit.lock().unwrap_or_else(PoisonError::into_inner) = Some(record.to_vec());
+        let mut commit = self.commit();
+        let mut freed = std::mem::take(&mut commit.freed);
+        freed.sort_unstable();
+        freed.dedup();
+        let mut records = self.inner.records.write().unwrap_or_else(PoisonError::into_inner);
+        for address in freed {
+            let slot = index(address).and_then(|i| records.get_mut(i)).and_then(Option::take);
+            let Some(gone) = slot else {
+                return Err(io::Error::other(format!("the record at {address} was freed twice")));
+            };
+            commit.held_bytes -= gone.len() as u64;
+        }
+        commit.record = Some(record.to_vec());
+        commit.live_bytes = commit.held_bytes;
         Ok(())
+    }
+
+    fn usage(&self) -> Usage {
+        let commit = self.commit();
+        Usage { file_bytes: commit.held_bytes, live_bytes: commit.live_bytes }
     }
 }

@@ -1,14 +1,18 @@
 //! Where node versions live when they are not in memory.
 //!
 //! A [`Store`] is the minimum a persistent tree needs: append a record and
-//! get its address back, read a record by address, make appended records
-//! durable, and keep one small commit record that names the root. The tree
-//! never rewrites a record in place (copy on write by address), so a store
-//! may be an append-only file, a memory buffer or anything else with those
-//! four operations. [`MemoryStore`] is the bundled in-memory one.
+//! get its address back, read a record by address, say which records the
+//! next commit no longer names, make appended records durable, and keep one
+//! small commit record that names the root. The tree never rewrites a
+//! record in place (copy on write by address), so a store may be a file, a
+//! memory buffer, an object store or anything else with those operations.
+//! [`FileStore`] keeps a tree in one file, reusing freed space;
+//! [`MemoryStore`] keeps it in memory.
 
+pub(crate) mod file;
 mod memory;
 
+pub use file::FileStore;
 pub use memory::MemoryStore;
 
 use std::fmt;
@@ -43,6 +47,17 @@ pub trait Store: Send + Sync {
     /// The record at `address`, as appended.
     fn read(&self, address: Address) -> io::Result<Vec<u8>>;
 
+    /// The commit being prepared (the next [`write_commit`](Store::write_commit))
+    /// no longer names the record at `address`: once that commit is
+    /// durable, its space may be reused (an object store deletes it). Until
+    /// then it must stay readable and intact, since the current commit may
+    /// still name it. The tree frees each record once, before the
+    /// [`sync`](Store::sync) of that commit; if the sync or the commit
+    /// fails, the frees of that attempt are forgotten (the tree gives them
+    /// again with its next attempt), and the records appended by the failed
+    /// attempt are named by no later commit.
+    fn free(&self, address: Address) -> io::Result<()>;
+
     /// Makes every record appended so far durable.
     fn sync(&self) -> io::Result<()>;
 
@@ -53,6 +68,29 @@ pub trait Store: Send + Sync {
     /// `read_commit` returns either the old or the new record, whole. The
     /// tree calls it only after [`sync`](Store::sync) of the records it names.
     fn write_commit(&self, record: &[u8]) -> io::Result<()>;
+
+    /// How much space the store takes and how much of it the last commit
+    /// names. Zeros if the store does not know.
+    fn usage(&self) -> Usage {
+        Usage::default()
+    }
+}
+
+/// What [`Store::usage`] reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Usage {
+    /// Bytes the store takes (a file store: the file's length).
+    pub file_bytes: u64,
+    /// Bytes of the records the last commit names (and their framing).
+    pub live_bytes: u64,
+}
+
+impl Usage {
+    /// A usage report (for stores outside this crate).
+    pub fn new(file_bytes: u64, live_bytes: u64) -> Usage {
+        Usage { file_bytes, live_bytes }
+    }
 }
 
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
@@ -61,6 +99,12 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn read(&self, address: Address) -> io::Result<Vec<u8>> {
         (**self).read(address)
+    }
+    fn free(&self, address: Address) -> io::Result<()> {
+        (**self).free(address)
+    }
+    fn usage(&self) -> Usage {
+        (**self).usage()
     }
     fn sync(&self) -> io::Result<()> {
         (**self).sync()

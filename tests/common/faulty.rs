@@ -224,6 +224,10 @@ impl Store for FaultyStore {
         Ok(record)
     }
 
+    fn free(&self, address: Address) -> io::Result<()> {
+        self.inner.free(address)
+    }
+
     fn sync(&self) -> io::Result<()> {
         self.check(Op::Sync)?;
         self.inner.sync()

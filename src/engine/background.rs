@@ -1,0 +1,114 @@
+//! The checkpoint thread of a tree over a file: it checkpoints every
+//! `Config::checkpoint_interval`, and sooner when writers find dirty bytes
+//! past a quarter of the budget; a failed checkpoint's error is kept (for
+//! `flush`, `stats` and `health`) and the next round tries again. The
+//! thread stops when its [`Background`] drops, after a last checkpoint if
+//! the config asks for one.
+//!
+//! Backpressure is the writers' part (`Tree::checkpoint_if_dirty`): past
+//! half the budget they checkpoint themselves, or wait for the checkpoint
+//! running, so dirty bytes cannot outrun the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::sync::{Condvar, Mutex, lock, wait_timeout};
+use super::tree::Tree;
+
+/// When the thread runs next: what writers and the owner tell it.
+#[derive(Default)]
+pub(crate) struct Schedule {
+    state: Mutex<Wake>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Wake {
+    /// A thread is running (writers nudge it instead of checkpointing).
+    running: bool,
+    nudged: bool,
+    stop: bool,
+}
+
+impl Schedule {
+    /// Dirty bytes are piling up: checkpoint now, if a thread runs.
+    /// Returns false if none does.
+    pub(crate) fn nudge(&self) -> bool {
+        let mut wake = lock(&self.state);
+        if wake.running && !wake.nudged {
+            wake.nudged = true;
+            self.changed.notify_one();
+        }
+        wake.running
+    }
+
+    /// Waits up to `interval` for a nudge; `false` once told to stop.
+    fn wait(&self, interval: Duration) -> bool {
+        let mut wake = lock(&self.state);
+        if !wake.nudged && !wake.stop {
+            wake = wait_timeout(&self.changed, wake, interval);
+        }
+        wake.nudged = false;
+        !wake.stop
+    }
+
+    fn set_running(&self, running: bool) {
+        let mut wake = lock(&self.state);
+        wake.running = running;
+        wake.stop = !running;
+        self.changed.notify_one();
+    }
+}
+
+/// The running checkpoint thread; dropping it stops the thread and waits
+/// for it.
+pub(crate) struct Background<K, V> {
+    tree: Arc<Tree<K, V>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<K, V> Background<K, V>
+where
+    K: Ord + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Starts the thread for `tree`, which must be over a store.
+    pub(crate) fn start(tree: &Arc<Tree<K, V>>) -> std::io::Result<Background<K, V>> {
+        let stored = tree.stored.as_ref().expect("a tree over a store");
+        stored.schedule.set_running(true);
+        let interval = tree.config().checkpoint_interval;
+        let last_flush = tree.config().flush_on_drop;
+        let for_thread = Arc::clone(tree);
+        let thread = std::thread::Builder::new().name("ghostbtree-checkpoint".into()).spawn(move || {
+            let tree = for_thread;
+            let stored = tree.stored.as_ref().expect("a tree over a store");
+            while stored.schedule.wait(interval) {
+                if stored.account().dirty() > 0 {
+                    // Kept in `Stored::health` by the checkpoint itself.
+                    let _ = tree.checkpoint();
+                }
+            }
+            if last_flush && stored.account().dirty() > 0 {
+                let _ = tree.checkpoint();
+            }
+        });
+        match thread {
+            Ok(thread) => Ok(Background { tree: Arc::clone(tree), thread: Some(thread) }),
+            Err(e) => {
+                stored.schedule.set_running(false);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<K, V> Drop for Background<K, V> {
+    fn drop(&mut self) {
+        if let Some(stored) = &self.tree.stored {
+            stored.schedule.set_running(false);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,561 @@
+//! `FileStore`: a tree's records in one file, copy on write by address.
+//!
+//! The layout is in `layout.rs` (and `docs/format.md`): a header, two
+//! superblock slots, then record frames and free space.
+//!
+//! # Commit protocol
+//!
+//! A checkpoint appends records (into free space: best fit, else at the
+//! end), hands back the addresses of the records its image no longer names
+//! ([`Store::free`]), then calls [`Store::sync`] and
+//! [`Store::write_commit`]:
+//!
+//! 1. `sync` writes the buffered records and a new free-list record (the
+//!    free space as it will be after this commit: the current free space,
+//!    plus the records freed, plus the previous free-list record), in
+//!    offset order, then `fdatasync`s. Nothing the last commit names is
+//!    written over: every byte written lies in space free at the last
+//!    commit.
+//! 2. `write_commit` writes the superblock (sequence + 1, naming the commit
+//!    record, the free list, where used space ends) into the slot that does
+//!    not hold the last commit, then `fdatasync`s. Only then do the freed
+//!    records become free space for the next checkpoint.
+//!
+//! So at every instant the newest valid superblock on disk names records
+//! that are whole: a crash during step 1 leaves the old superblock, and
+//! one during step 2 a torn new one (its checksum fails) beside the old, or
+//! the new one whole. Open takes the newest valid superblock.
+//!
+//! A failed `sync` or `write_commit` (disk full, EIO) changes none of
+//! that: the superblock that was last written durably stays the newest
+//! valid one, the next attempt writes into the same slot, and the records
+//! of the failed attempt are freed only by the next successful commit
+//! (the attempt's superblock may have reached the disk whole). The caller
+//! names none of them again (the tree writes its nodes anew).
+//!
+//! A new file is written whole under a temporary name, synced, renamed into
+//! place, and its directory synced: a crash leaves no file or a valid one.
+//!
+//! # Concurrency
+//!
+//! Reads are positioned (`pread`), so loads on many threads never share a
+//! cursor; they take a read lock only to look for a record appended but
+//! not yet written out. Appends, frees and commits come from the
+//! checkpoint (one at a time) and serialize on one mutex.
+
+mod disk;
+pub(crate) mod layout;
+mod space;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, ErrorKind};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+
+use self::disk::Disk;
+use self::layout::{DATA_START, Extent, Kind, PAGE, SUPERBLOCK_AT, SUPERBLOCK_LEN, Superblock};
+use self::space::Space;
+use super::{Address, Store, Usage};
+
+/// Buffered record bytes that make `append` write them out before `sync`.
+const WRITE_OUT_AT: usize = 8 << 20;
+
+/// A [`Store`] in one file. Opened by [`BTree::open_file`](crate::BTree::open_file),
+/// or with [`FileStore::open`] to pass to [`BTree::open`](crate::BTree::open).
+///
+/// The file is locked for the store's life: a second open of the same file,
+/// from this process or another, fails until this store is dropped (or the
+/// process ends).
+pub struct FileStore {
+    path: PathBuf,
+    disk: Box<dyn Disk>,
+    writer: Mutex<Writer>,
+    /// Frames appended and not written out yet, by offset.
+    unwritten: RwLock<BTreeMap<u64, Vec<u8>>>,
+}
+
+/// The write side: the space map and where the commit protocol stands.
+struct Writer {
+    /// The last commit made durable (read at open, or written since).
+    committed: Superblock,
+    /// The slot the next superblock goes to.
+    next_slot: usize,
+    /// Free space: read from the committed free list at the first append
+    /// or free, so that open reads no more than the superblocks.
+    space: Option<Space>,
+    /// Frames appended since the last commit.
+    appended: Vec<Extent>,
+    /// Records freed for the next commit.
+    freed: Vec<Extent>,
+    /// Frames of failed attempts, freed by the next successful commit.
+    orphans: Vec<Extent>,
+    /// What `sync` prepared for `write_commit`.
+    prepared: Option<Prepared>,
+    unwritten_bytes: usize,
+}
+
+struct Prepared {
+    free_list: Extent,
+    /// Used space and free bytes after the commit.
+    end: u64,
+    free_bytes: u64,
+    /// Free after the commit (the freed records, the old free list, orphans).
+    released: Vec<Extent>,
+    /// How many of `Writer::freed` it includes.
+    freed: usize,
+}
+
+impl FileStore {
+    /// Opens the store in the file at `path`, creating it if it does not
+    /// exist. Reads the header and the two superblocks, nothing more.
+    ///
+    /// Fails with a message naming the path and the problem if `path` is a
+    /// directory, its directory does not exist, it is not writable, it is
+    /// locked by another open store, or it is not a ghostbtree file (or a
+    /// damaged or newer one).
+    pub fn open(path: impl AsRef<Path>) -> io::Result<FileStore> {
+        let path = path.as_ref();
+        match fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                return Err(error(ErrorKind::IsADirectory, path, "is a directory, not a ghostbtree file"));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => create(path)?,
+            Err(e) => return Err(context(e, path, "cannot look at the file")),
+        }
+        let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| {
+            let why = match e.kind() {
+                ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
+                    "cannot open it for writing, which a ghostbtree store needs"
+                }
+                _ => "cannot open the file",
+            };
+            context(e, path, why)
+        })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(error(
+                    ErrorKind::ResourceBusy,
+                    path,
+                    "is open already, by this process or another (it is locked)",
+                ));
+            }
+            Err(TryLockError::Error(e)) => return Err(context(e, path, "cannot lock the file")),
+        }
+        if file.metadata().map_err(|e| context(e, path, "cannot look at the file"))?.len() == 0 {
+            // An empty file (made by a tempfile helper, say): make it ours.
+            initialize(&file).map_err(|e| context(e, path, "cannot initialize the empty file"))?;
+        }
+        FileStore::with_disk(path, Box::new(file))
+    }
+
+    /// A store over `disk`, which holds a ghostbtree file (at least the
+    /// header); `path` is for messages.
+    pub(crate) fn with_disk(path: &Path, disk: Box<dyn Disk>) -> io::Result<FileStore> {
+        let len = disk.len().map_err(|e| context(e, path, "cannot read the file's length"))?;
+        let mut head = vec![0u8; DATA_START.min(len) as usize];
+        disk.read_exact_at(&mut head, 0).map_err(|e| context(e, path, "cannot read the header"))?;
+        layout::decode_header(&head).map_err(|why| error(ErrorKind::InvalidData, path, &why))?;
+        if len < DATA_START || head[layout::HEADER_LEN..PAGE as usize].iter().any(|&b| b != 0) {
+            let why = if len < DATA_START {
+                format!("is truncated: {len} bytes, where a ghostbtree file has at least {DATA_START}")
+            } else {
+                "has a damaged header page (bytes after the header are not zero)".into()
+            };
+            return Err(error(ErrorKind::InvalidData, path, &why));
+        }
+        let slots = SUPERBLOCK_AT.map(|at| {
+            let slot = &head[at as usize..(at + PAGE) as usize];
+            let tail_clean = slot[SUPERBLOCK_LEN..].iter().all(|&b| b == 0);
+            match layout::decode_superblock(&slot[..SUPERBLOCK_LEN]) {
+                Ok(superblock) if tail_clean => Ok(superblock),
+                Ok(_) => Err("non-zero bytes after the superblock".to_string()),
+                Err(why) => Err(why),
+            }
+        });
+        let newest = match &slots {
+            [Ok(Some(a)), Ok(Some(b))] => Some(if a.sequence >= b.sequence { 0 } else { 1 }),
+            [Ok(Some(_)), _] => Some(0),
+            [_, Ok(Some(_))] => Some(1),
+            [Ok(None), Ok(None)] => None,
+            [a, b] => {
+                let why = |slot: &Result<_, String>| match slot {
+                    Err(why) => why.clone(),
+                    Ok(_) => "never written".into(),
+                };
+                let why = format!("has no valid superblock (slot 0: {}; slot 1: {})", why(a), why(b));
+                return Err(error(ErrorKind::InvalidData, path, &why));
+            }
+        };
+        let (committed, next_slot) = match newest {
+            Some(i) => {
+                let [a, b] = slots;
+                let superblock = [a, b].into_iter().nth(i).expect("two slots").ok().flatten().expect("valid");
+                if superblock.end > len {
+                    let why = format!(
+                        "is truncated: its last checkpoint needs {} bytes, the file has {len}",
+                        superblock.end
+                    );
+                    return Err(error(ErrorKind::InvalidData, path, &why));
+                }
+                (superblock, 1 - i)
+            }
+            None => (
+                Superblock {
+                    sequence: 0,
+                    end: DATA_START,
+                    free_list: None,
+                    free_bytes: 0,
+                    commit: Vec::new(),
+                },
+                0,
+            ),
+        };
+        Ok(FileStore {
+            path: path.to_owned(),
+            disk,
+            writer: Mutex::new(Writer {
+                committed,
+                next_slot,
+                space: None,
+                appended: Vec::new(),
+                freed: Vec::new(),
+                orphans: Vec::new(),
+                prepared: None,
+                unwritten_bytes: 0,
+            }),
+            unwritten: RwLock::new(BTreeMap::new()),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn invalid(&self, why: &str) -> io::Error {
+        error(ErrorKind::InvalidData, &self.path, why)
+    }
+
+    /// The free space, read from the committed free list the first time.
+    fn space<'w>(&self, writer: &'w mut Writer) -> io::Result<&'w mut Space> {
+        if writer.space.is_none() {
+            let committed = &writer.committed;
+            let mut space = Space::new(committed.end);
+            if let Some(list) = committed.free_list {
+                let frame = self.read_frame(list)?;
+                let payload = layout::decode_frame(&frame, Kind::FreeList).map_err(|why| {
+                    self.invalid(&format!("free-list record at offset {}: {why}", list.offset))
+                })?;
+                let extents = layout::decode_free_list(payload, committed.end).map_err(|why| {
+                    self.invalid(&format!("free-list record at offset {}: {why}", list.offset))
+                })?;
+                space = Space::with_free(committed.end, extents);
+                if space.free_bytes() != committed.free_bytes {
+                    return Err(self.invalid(&format!(
+                        "the free list holds {} bytes, the superblock says {}",
+                        space.free_bytes(),
+                        committed.free_bytes
+                    )));
+                }
+            }
+            writer.space = Some(space);
+        }
+        Ok(writer.space.as_mut().expect("set above"))
+    }
+
+    fn read_frame(&self, extent: Extent) -> io::Result<Vec<u8>> {
+        let mut frame = vec![0u8; extent.len as usize];
+        self.disk.read_exact_at(&mut frame, extent.offset).map_err(|e| {
+            if e.kind() == ErrorKind::UnexpectedEof {
+                self.invalid(&format!(
+                    "record at offset {} ({} bytes) lies past the end of the file (truncated?)",
+                    extent.offset, extent.len
+                ))
+            } else {
+                context(e, &self.path, &format!("cannot read the record at offset {}", extent.offset))
+            }
+        })?;
+        Ok(frame)
+    }
+
+    /// Writes the unwritten frames out, adjacent ones in one write.
+    fn write_out(&self, writer: &mut Writer) -> io::Result<()> {
+        let mut unwritten = self.unwritten.write().unwrap_or_else(PoisonError::into_inner);
+        let mut run: Vec<u8> = Vec::new();
+        let mut run_at = 0;
+        for (&offset, frame) in unwritten.iter() {
+            if run_at + run.len() as u64 != offset && !run.is_empty() {
+                self.write_at(&run, run_at)?;
+                run.clear();
+            }
+            if run.is_empty() {
+                run_at = offset;
+            }
+            run.extend_from_slice(frame);
+        }
+        if !run.is_empty() {
+            self.write_at(&run, run_at)?;
+        }
+        unwritten.clear();
+        writer.unwritten_bytes = 0;
+        Ok(())
+    }
+
+    fn write_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
+        self.disk.write_all_at(bytes, offset).map_err(|e| {
+            context(e, &self.path, &format!("cannot write {} bytes at offset {offset}", bytes.len()))
+        })
+    }
+
+    fn sync_disk(&self) -> io::Result<()> {
+        self.disk.sync().map_err(|e| context(e, &self.path, "cannot sync the file (fdatasync)"))
+    }
+
+    /// Step 1 of the commit protocol (module docs).
+    fn prepare(&self, writer: &mut Writer) -> io::Result<()> {
+        if let Some(stale) = writer.prepared.take() {
+            // Never named by a superblock written: free at once.
+            writer.appended.retain(|&extent| extent != stale.free_list);
+            let space = writer.space.as_mut().expect("loaded by the last prepare");
+            space.free(stale.free_list.offset, stale.free_list.len).map_err(|why| self.invalid(&why))?;
+        }
+        let freed = writer.freed.len();
+        let mut released = writer.freed.clone();
+        released.extend(writer.orphans.iter().copied());
+        released.extend(writer.committed.free_list);
+        let space = self.space(writer)?;
+        // The list's own frame comes out of the space first (so it lists
+        // what is free with it in place); allocating takes or shrinks one
+        // extent and freeing coalesces, so this many extents is an upper
+        // bound, and the payload is padded to it.
+        let bound = space.len() + released.len() + 1;
+        let frame_len = layout::frame_len(8 + 16 * bound);
+        let free_list = Extent { offset: space.alloc(frame_len), len: frame_len };
+        writer.appended.push(free_list);
+        let space = writer.space.as_ref().expect("loaded above");
+        let mut after = space.clone();
+        for extent in &released {
+            after.free(extent.offset, extent.len).map_err(|why| {
+                self.invalid(&format!("freeing the record at offset {}: {why}", extent.offset))
+            })?;
+        }
+        let extents: Vec<(u64, u64)> = after.extents().collect();
+        let mut payload = layout::encode_free_list(&extents);
+        payload.resize(frame_len as usize - 12, 0);
+        let frame = layout::encode_frame(Kind::FreeList, &payload);
+        debug_assert_eq!(frame.len() as u64, frame_len);
+        if !free_list.addressable() {
+            return Err(self.invalid("the file is past the 16 TiB a file store addresses"));
+        }
+        self.unwritten.write().unwrap_or_else(PoisonError::into_inner).insert(free_list.offset, frame);
+        self.write_out(writer)?;
+        self.sync_disk()?;
+        writer.prepared =
+            Some(Prepared { free_list, end: after.end(), free_bytes: after.free_bytes(), released, freed });
+        Ok(())
+    }
+
+    /// A failed attempt: its frames stay taken until a commit succeeds.
+    fn abandon(&self, writer: &mut Writer) {
+        let appended = std::mem::take(&mut writer.appended);
+        writer.orphans.extend(appended);
+        writer.freed.clear();
+        writer.prepared = None;
+        self.unwritten.write().unwrap_or_else(PoisonError::into_inner).clear();
+        writer.unwritten_bytes = 0;
+    }
+
+    fn commit_prepared(&self, writer: &mut Writer, commit: &[u8]) -> io::Result<()> {
+        // Appends or frees since `sync` (or no `sync`): prepare anew.
+        let fresh = writer.prepared.as_ref().is_some_and(|prepared| {
+            prepared.freed == writer.freed.len() && writer.appended.last() == Some(&prepared.free_list)
+        });
+        if !fresh {
+            self.prepare(writer)?;
+        }
+        let prepared = writer.prepared.as_ref().expect("prepared above");
+        let superblock = Superblock {
+            sequence: writer.committed.sequence + 1,
+            end: prepared.end,
+            free_list: Some(prepared.free_list),
+            free_bytes: prepared.free_bytes,
+            commit: commit.to_vec(),
+        };
+        let bytes = layout::encode_superblock(&superblock);
+        self.write_at(&bytes, SUPERBLOCK_AT[writer.next_slot])?;
+        self.sync_disk()?;
+        // Durable: what it released is free space now.
+        let prepared = writer.prepared.take().expect("prepared above");
+        let space = writer.space.as_mut().expect("loaded by prepare");
+        for extent in prepared.released {
+            // Checked on the copy `prepare` made; cannot fail here.
+            space.free(extent.offset, extent.len).map_err(|why| self.invalid(&why))?;
+        }
+        writer.committed = superblock;
+        writer.next_slot = 1 - writer.next_slot;
+        writer.appended.clear();
+        writer.orphans.clear();
+        writer.freed.clear();
+        Ok(())
+    }
+}
+
+impl Store for FileStore {
+    fn append(&self, record: &[u8]) -> io::Result<Address> {
+        let frame = layout::encode_frame(Kind::Node, record);
+        let len = frame.len() as u64;
+        if len > layout::MAX_FRAME {
+            return Err(error(
+                ErrorKind::InvalidInput,
+                &self.path,
+                &format!(
+                    "cannot hold a record of {} bytes (at most {})",
+                    record.len(),
+                    layout::MAX_FRAME - 16
+                ),
+            ));
+        }
+        let mut writer = self.writer();
+        let extent = Extent { offset: self.space(&mut writer)?.alloc(len), len };
+        writer.appended.push(extent);
+        if !extent.addressable() {
+            return Err(self.invalid("the file is past the 16 TiB a file store addresses"));
+        }
+
+        self.unwritten.write().unwrap_or_else(PoisonError::into_inner).insert(extent.offset, frame);
+        writer.unwritten_bytes += len as usize;
+        if writer.unwritten_bytes >= WRITE_OUT_AT {
+            self.write_out(&mut writer)?;
+        }
+        Ok(extent.address())
+    }
+
+    fn read(&self, address: Address) -> io::Result<Vec<u8>> {
+        let Some(extent) = Extent::of(address) else {
+            return Err(self.invalid(&format!("{address} is not a record address of a file store")));
+        };
+        let unwritten = self.unwritten.read().unwrap_or_else(PoisonError::into_inner);
+        let mut frame = match unwritten.get(&extent.offset) {
+            Some(frame) => frame.clone(),
+            None => {
+                drop(unwritten);
+                self.read_frame(extent)?
+            }
+        };
+        let payload = layout::decode_frame(&frame, Kind::Node)
+            .map_err(|why| self.invalid(&format!("record at offset {}: {why}", extent.offset)))?;
+        let n = payload.len();
+        frame.truncate(8 + n);
+        frame.drain(..8);
+        Ok(frame)
+    }
+
+    fn free(&self, address: Address) -> io::Result<()> {
+        let mut writer = self.writer();
+        match Extent::of(address) {
+            Some(extent) if extent.offset + extent.len <= self.space(&mut writer)?.end() => {
+                writer.freed.push(extent);
+                Ok(())
+            }
+            _ => Err(self.invalid(&format!("freeing {address}, which is not a record of this file"))),
+        }
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        let mut writer = self.writer();
+        let prepared = self.prepare(&mut writer);
+        if prepared.is_err() {
+            self.abandon(&mut writer);
+        }
+        prepared
+    }
+
+    fn read_commit(&self) -> io::Result<Option<Vec<u8>>> {
+        let writer = self.writer();
+        Ok(Some(writer.committed.commit.clone()).filter(|_| writer.committed.sequence > 0))
+    }
+
+    fn write_commit(&self, record: &[u8]) -> io::Result<()> {
+        if record.len() > layout::MAX_COMMIT {
+            return Err(error(
+                ErrorKind::InvalidInput,
+                &self.path,
+                &format!("a commit record of {} bytes (at most {})", record.len(), layout::MAX_COMMIT),
+            ));
+        }
+        let mut writer = self.writer();
+        let committed = self.commit_prepared(&mut writer, record);
+        if committed.is_err() {
+            self.abandon(&mut writer);
+        }
+        committed
+    }
+
+    fn usage(&self) -> Usage {
+        let writer = self.writer();
+        let committed = &writer.committed;
+        Usage {
+            file_bytes: self.disk.len().unwrap_or(committed.end),
+            live_bytes: committed.end - DATA_START - committed.free_bytes,
+        }
+    }
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// Creates a ghostbtree file at `path`, whole or not at all: written under
+/// a temporary name, synced, renamed, and the directory synced.
+fn create(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(error(
+            ErrorKind::NotFound,
+            path,
+            &format!("cannot be created: the directory {} does not exist", dir.display()),
+        ));
+    }
+    let name = path.file_name().ok_or_else(|| error(ErrorKind::InvalidInput, path, "has no file name"))?;
+    let temporary = dir.join(format!(".{}.{}.creating", name.to_string_lossy(), std::process::id()));
+    let written = (|| {
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&temporary)?;
+        initialize(&file)?;
+        fs::rename(&temporary, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written.map_err(|e| context(e, path, "cannot create the file"))
+}
+
+/// Writes the header page and two empty superblock slots, and syncs.
+fn initialize(file: &File) -> io::Result<()> {
+    let mut head = layout::encode_header();
+    head.resize(DATA_START as usize, 0);
+    Disk::write_all_at(file, &head, 0)?;
+    file.sync_all()
+}
+
+fn error(kind: ErrorKind, path: &Path, why: &str) -> io::Error {
+    io::Error::new(kind, format!("{}: {why}", path.display()))
+}
+
+fn context(e: io::Error, path: &Path, why: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {why}: {e}", path.display()))
+}

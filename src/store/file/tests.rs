@@ -1,0 +1,1 @@
+//! Power-loss tests: see below.
