@@ -11,7 +11,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::Options;
-use crate::stores;
 use crate::workload::{self, Job};
 
 /// One child's figures.
@@ -28,6 +27,8 @@ pub struct Results {
     pub runs: Vec<Run>,
     pub started: String,
     pub wall: Duration,
+    /// `/proc/loadavg`'s three load averages at the start and at the end.
+    pub load: (String, String),
 }
 
 impl Results {
@@ -112,20 +113,8 @@ pub fn run(o: &Options, _args: &[String]) -> Results {
     let root = o.dir.join(format!("ghostbtree-peers-{}", std::process::id()));
     fs::create_dir_all(&root).expect("the work directory");
     let mut results = Results { started: now_utc(), ..Results::default() };
-    let stores: Vec<&str> = o
-        .stores
-        .iter()
-        .map(String::as_str)
-        .filter(|s| {
-            let ok = stores::available(s);
-            if !ok {
-                eprintln!(
-                    "peers: skipping {s}: not in this build (ghostbtree needs --features ghostbtree-file)"
-                );
-            }
-            ok
-        })
-        .collect();
+    results.load.0 = load_average();
+    let stores: Vec<&str> = o.stores.iter().map(String::as_str).collect();
     let base = |s: &str| root.join(s).join("base");
     let work = |s: &str| root.join(s).join("work");
 
@@ -175,6 +164,7 @@ pub fn run(o: &Options, _args: &[String]) -> Results {
     }
     fs::remove_dir_all(&root).expect("removing the work directory");
     results.wall = started.elapsed();
+    results.load.1 = load_average();
     results
 }
 
@@ -300,4 +290,9 @@ fn now_utc() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+fn load_average() -> String {
+    let avg = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    avg.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }

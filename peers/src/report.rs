@@ -170,6 +170,8 @@ pub fn print(o: &Options, args: &[String], results: &Results) {
         machine(),
         results.wall.as_secs_f64()
     );
+    println!();
+    println!("Load average at the start: {}; at the end: {}.", results.load.0, results.load.1);
     let stores: Vec<&str> =
         crate::stores::ALL.iter().copied().filter(|s| results.runs.iter().any(|r| r.store == *s)).collect();
     for t in tables() {

@@ -35,6 +35,11 @@ pub trait Db: Sized + Sync {
 
     /// A clean close: everything durable, files released.
     fn close(self) -> Result<()>;
+
+    /// The store's own counters worth logging (ghostbtree's `Stats`).
+    fn counters(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
 }
 
 pub trait Reader {

@@ -32,6 +32,10 @@ impl Figures {
         self.0.push((name, value));
     }
 
+    fn counters<D: Db>(&mut self, db: &D) {
+        self.0.extend(db.counters());
+    }
+
     pub fn print(&self) {
         let mut line = String::from("RESULT");
         for (k, v) in &self.0 {
@@ -75,6 +79,7 @@ fn load<D: Db>(job: &Job<'_>, fig: &mut Figures) -> Result<()> {
     let start = Instant::now();
     let db = D::open(job.dir, job.budget)?;
     db.load(&keys)?;
+    fig.counters(&db);
     db.close()?;
     let secs = start.elapsed().as_secs_f64();
     fig.set("secs", secs);
@@ -143,6 +148,7 @@ fn reads<D: Db>(job: &Job<'_>, fig: &mut Figures) -> Result<()> {
     fig.set("secs", elapsed);
     fig.set("mops", ops as f64 / elapsed / 1e6);
     fig.set("rss_end", os::rss() as f64);
+    fig.counters(&db);
     db.close()
 }
 
@@ -205,6 +211,7 @@ fn writes<D: Db>(job: &Job<'_>, fig: &mut Figures) -> Result<()> {
         data::check(key, reader.get(key)?);
     }
     drop(reader);
+    fig.counters(&db);
     db.close()
 }
 
@@ -225,7 +232,8 @@ fn rss<D: Db>(job: &Job<'_>, fig: &mut Figures) -> Result<()> {
     let before = os::rss();
     let done = AtomicBool::new(false);
     let max = AtomicU64::new(before);
-    let (after_reads, end) = thread::scope(|s| -> Result<(u64, u64)> {
+    type Counters = Vec<(&'static str, f64)>;
+    let (after_reads, end, counters) = thread::scope(|s| -> Result<(u64, u64, Counters)> {
         s.spawn(|| {
             while !done.load(Ordering::Relaxed) {
                 max.fetch_max(os::rss(), Ordering::Relaxed);
@@ -238,12 +246,14 @@ fn rss<D: Db>(job: &Job<'_>, fig: &mut Figures) -> Result<()> {
             let after_reads = os::rss();
             check_all(&db, job.keys)?;
             let end = os::rss();
+            let counters = db.counters();
             db.close()?;
-            Ok((after_reads, end))
+            Ok((after_reads, end, counters))
         })();
         done.store(true, Ordering::Relaxed);
         result
     })?;
+    fig.0.extend(counters);
     fig.set("budget", job.budget as f64);
     fig.set("rss_before", before as f64);
     fig.set("rss_after_reads", after_reads as f64);
@@ -270,6 +280,7 @@ fn rewrite<D: Db>(job: &Job<'_>, fig: &mut Figures) -> Result<()> {
         data::wrong(format_args!("rewrite: {} writes, {} due", count.ops, REWRITE_PASSES * job.keys));
     }
     check_all_of(&db, job.keys, Some(REWRITE_PASSES))?;
+    fig.counters(&db);
     db.close()?;
     let (len, allocated) = os::dir_bytes(job.dir)?;
     fig.set("secs", secs);

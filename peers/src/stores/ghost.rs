@@ -55,6 +55,19 @@ impl Db for Ghost {
         self.0.close()?;
         Ok(())
     }
+
+    fn counters(&self) -> Vec<(&'static str, f64)> {
+        let s = self.0.stats();
+        vec![
+            ("gb_resident_bytes", s.resident_bytes as f64),
+            ("gb_file_bytes", s.file_bytes as f64),
+            ("gb_live_bytes", s.live_bytes as f64),
+            ("gb_checkpoints", s.checkpoints as f64),
+            ("gb_loads", s.loads as f64),
+            ("gb_evictions", s.evictions as f64),
+            ("gb_store_writes", s.store_writes as f64),
+        ]
+    }
 }
 
 struct GhostReader<'a>(&'a BTree<u64, u64>);

@@ -1,7 +1,6 @@
 //! The stores compared, one file each, and the name each goes by on the
 //! command line.
 
-#[cfg(feature = "ghostbtree-file")]
 mod ghost;
 mod redb;
 mod sled;
@@ -22,26 +21,15 @@ macro_rules! with_store {
                 type $t = $crate::stores::Sled;
                 $body
             }
-            #[cfg(feature = "ghostbtree-file")]
             "ghostbtree" => {
                 type $t = $crate::stores::Ghost;
                 $body
             }
-            other => panic!("unknown or unavailable store {other:?}"),
+            other => panic!("unknown store {other:?}"),
         }
     };
 }
 
-/// Whether this build has the store (ghostbtree needs its file API).
-pub fn available(name: &str) -> bool {
-    match name {
-        "redb" | "sled" => true,
-        "ghostbtree" => cfg!(feature = "ghostbtree-file"),
-        _ => false,
-    }
-}
-
-#[cfg(feature = "ghostbtree-file")]
 pub use ghost::Ghost;
 pub use redb::Redb;
 pub use sled::Sled;
