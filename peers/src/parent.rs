@@ -20,6 +20,8 @@ pub struct Run {
     pub workload: String,
     pub case: String,
     pub figures: BTreeMap<String, f64>,
+    /// The store's error, if the child failed (no figures then).
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +33,16 @@ pub struct Results {
     pub load: (String, String),
 }
 
+impl Run {
+    fn new(store: &str, workload: &str, case: &str, outcome: Result<BTreeMap<String, f64>, String>) -> Run {
+        let (figures, error) = match outcome {
+            Ok(figures) => (figures, None),
+            Err(e) => (BTreeMap::new(), Some(e)),
+        };
+        Run { store: store.into(), workload: workload.into(), case: case.into(), figures, error }
+    }
+}
+
 impl Results {
     /// The values of `figure` over the repetitions of one cell.
     pub fn values(&self, store: &str, workload: &str, case: &str, figure: &str) -> Vec<f64> {
@@ -39,6 +51,17 @@ impl Results {
             .filter(|r| r.store == store && r.workload == workload && r.case == case)
             .filter_map(|r| r.figures.get(figure).copied())
             .collect()
+    }
+
+    /// The distinct errors of one cell's failed repetitions.
+    pub fn errors(&self, store: &str, workload: &str, case: &str) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for r in self.runs.iter().filter(|r| r.store == store && r.workload == workload && r.case == case) {
+            if let Some(e) = r.error.as_deref().filter(|e| !out.contains(e)) {
+                out.push(e);
+            }
+        }
+        out
     }
 }
 
@@ -125,14 +148,9 @@ pub fn run(o: &Options, _args: &[String]) -> Results {
         for s in &stores {
             let dir = if rep == 0 { base(s) } else { work(s) };
             fs::create_dir_all(&dir).expect("a store directory");
-            let figures = child(o, s, "load", &dir, 1, rep as u64);
-            eprintln!("{s} load rep {rep}: {figures:?}");
-            results.runs.push(Run {
-                store: s.to_string(),
-                workload: "load".into(),
-                case: String::new(),
-                figures,
-            });
+            let outcome = child(o, s, "load", &dir, 1, rep as u64);
+            eprintln!("{s} load rep {rep}: {outcome:?}");
+            results.runs.push(Run::new(s, "load", "", outcome));
             if rep > 0 {
                 fs::remove_dir_all(&dir).expect("removing a copy");
             }
@@ -144,20 +162,18 @@ pub fn run(o: &Options, _args: &[String]) -> Results {
             for s in &stores {
                 let dir = work(s);
                 os_prepare(&base(s), &dir, case.cache, !case.killed);
-                if case.killed {
-                    kill_a_writer(o, s, &dir, rep as u64);
-                    if case.cache == Cache::Cold {
+                let outcome = match case.killed {
+                    true => kill_a_writer(o, s, &dir, rep as u64),
+                    false => Ok(()),
+                }
+                .and_then(|()| {
+                    if case.killed && case.cache == Cache::Cold {
                         drop_cache(&dir);
                     }
-                }
-                let figures = child(o, s, case.workload, &dir, case.threads, 1000 + rep as u64);
-                eprintln!("{s} {} [{}] rep {rep}: {figures:?}", case.workload, case.label);
-                results.runs.push(Run {
-                    store: s.to_string(),
-                    workload: case.workload.into(),
-                    case: case.label.clone(),
-                    figures,
+                    child(o, s, case.workload, &dir, case.threads, 1000 + rep as u64)
                 });
+                eprintln!("{s} {} [{}] rep {rep}: {outcome:?}", case.workload, case.label);
+                results.runs.push(Run::new(s, case.workload, &case.label, outcome));
                 fs::remove_dir_all(&dir).expect("removing a copy");
             }
         }
@@ -206,7 +222,8 @@ fn child_command(o: &Options, store: &str, workload: &str, dir: &Path, threads: 
     cmd
 }
 
-/// Runs one child to its end; aborts the run if it failed.
+/// Runs one child to its end: its figures, or the store's error. A wrong
+/// value (exit status 3) aborts the whole run.
 fn child(
     o: &Options,
     store: &str,
@@ -214,27 +231,37 @@ fn child(
     dir: &Path,
     threads: usize,
     seed: u64,
-) -> BTreeMap<String, f64> {
-    let out = child_command(o, store, workload, dir, threads, seed).output().expect("starting a child");
+) -> Result<BTreeMap<String, f64>, String> {
+    let out = child_command(o, store, workload, dir, threads, seed)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("starting a child");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        eprintln!("peers: {store} {workload} failed ({}); its output:\n{stdout}", out.status);
-        std::process::exit(1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprint!("{stderr}");
+    if out.status.code() == Some(3) {
+        eprintln!("peers: {store} {workload} returned a wrong value: run aborted");
+        std::process::exit(3);
     }
-    let line = stdout.lines().find(|l| l.starts_with("RESULT")).expect("a RESULT line");
-    line.split_whitespace()
+    if !out.status.success() {
+        let why = stderr.lines().last().unwrap_or("no message").trim();
+        return Err(format!("{why} ({})", out.status));
+    }
+    let line = stdout.lines().find(|l| l.starts_with("RESULT")).ok_or("no RESULT line")?;
+    Ok(line
+        .split_whitespace()
         .skip(1)
         .map(|kv| {
             let (k, v) = kv.split_once('=').expect("name=value");
             (k.to_string(), v.parse().expect("a number"))
         })
-        .collect()
+        .collect())
 }
 
 /// Starts random durable writes (2 threads) over `dir`, lets them run for a
 /// second after the child says it is writing (about ten commits), then
 /// SIGKILLs it.
-fn kill_a_writer(o: &Options, store: &str, dir: &Path, seed: u64) {
+fn kill_a_writer(o: &Options, store: &str, dir: &Path, seed: u64) -> Result<(), String> {
     let mut child = child_command(o, store, "kill-writer", dir, 2, 500 + seed)
         .stdout(Stdio::piped())
         .spawn()
@@ -244,16 +271,20 @@ fn kill_a_writer(o: &Options, store: &str, dir: &Path, seed: u64) {
         .read_line(&mut line)
         .expect("reading the writer");
     if line.trim() != "WRITING" {
-        eprintln!("peers: {store} kill-writer said {line:?}");
-        std::process::exit(1);
+        let status = child.wait().expect("reaping the writer");
+        return Err(format!("the writer to be killed failed to start ({status})"));
     }
     std::thread::sleep(Duration::from_secs(1));
     child.kill().expect("SIGKILL"); // std sends SIGKILL on Unix
     let status = child.wait().expect("reaping the writer");
-    if status.code().is_some() {
-        eprintln!("peers: {store} kill-writer exited by itself ({status})");
-        std::process::exit(1);
+    if status.code() == Some(3) {
+        eprintln!("peers: {store} kill-writer returned a wrong value: run aborted");
+        std::process::exit(3);
     }
+    if status.code().is_some() {
+        return Err(format!("the writer to be killed stopped by itself ({status})"));
+    }
+    Ok(())
 }
 
 /// `__child STORE WORKLOAD DIR --keys N --budget B --threads T --secs S --seed X`

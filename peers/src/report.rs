@@ -207,6 +207,7 @@ pub fn print(o: &Options, args: &[String], results: &Results) {
         header.push_str(&format!(" {ratio_header} |"));
         println!("{header}");
         println!("{}", header.split('|').skip(1).map(|_| "|").collect::<Vec<_>>().join("---"));
+        let mut failures: Vec<String> = Vec::new();
         for case in &cases {
             let redb = results.values("redb", t.workload, case, t.ratio.0);
             for s in &stores {
@@ -215,11 +216,20 @@ pub fn print(o: &Options, args: &[String], results: &Results) {
                     row.push_str(&format!(" {case} |"));
                 }
                 row.push_str(&format!(" {s} |"));
+                let errors = results.errors(s, t.workload, case);
                 for c in &t.cols {
-                    row.push_str(&format!(
-                        " {} |",
-                        cell(&results.values(s, t.workload, case, c.figure), c.scale)
-                    ));
+                    let v = results.values(s, t.workload, case, c.figure);
+                    let text = match (v.is_empty(), errors.is_empty()) {
+                        (true, false) => "failed".to_string(),
+                        _ => cell(&v, c.scale),
+                    };
+                    row.push_str(&format!(" {text} |"));
+                }
+                for e in errors {
+                    let line = format!("{s}, {}: {e}", if case.is_empty() { t.workload } else { case });
+                    if !failures.contains(&line) {
+                        failures.push(line);
+                    }
                 }
                 let mine = results.values(s, t.workload, case, t.ratio.0);
                 let ratio = if mine.is_empty() || redb.is_empty() {
@@ -229,6 +239,14 @@ pub fn print(o: &Options, args: &[String], results: &Results) {
                 };
                 row.push_str(&format!(" {ratio} |"));
                 println!("{row}");
+            }
+        }
+        if !failures.is_empty() {
+            println!();
+            println!("Failed repetitions (the store's error):");
+            println!();
+            for f in failures {
+                println!("- {f}");
             }
         }
     }
