@@ -38,6 +38,16 @@ fn a_tree_survives_close_and_reopen_and_reuses_space() {
         assert_eq!(tree.get(&i).unwrap(), Some(want), "key {i}");
     }
     assert!(tree.verify().unwrap().is_ok());
+    // Writes after a reopen reuse the free space the file records.
+    let before = tree.stats().file_bytes;
+    for i in (0..20_000u64).step_by(2) {
+        tree.remove(&i).unwrap();
+    }
+    tree.close().unwrap();
+    let tree: BTree<u64, u64> = BTree::open_file(&path, Config::new()).unwrap();
+    assert_eq!(tree.len(), 10_000);
+    assert!(tree.iter().all(|entry| entry.unwrap().0 % 2 == 1));
+    assert!(tree.stats().file_bytes <= before, "{:?}", tree.stats());
     drop(tree);
     std::fs::remove_dir_all(&dir).unwrap();
 }
