@@ -235,7 +235,7 @@ pub fn print(o: &Options, args: &[String], results: &Results) {
                 let ratio = if mine.is_empty() || redb.is_empty() {
                     "-".to_string()
                 } else {
-                    format!("{:.2}", median(&mine) / median(&redb))
+                    num(median(&mine) / median(&redb))
                 };
                 row.push_str(&format!(" {ratio} |"));
                 println!("{row}");
