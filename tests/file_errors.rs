@@ -476,3 +476,32 @@ fn a_corrupt_leaf_fails_only_the_operations_that_need_it() {
     drop(tree);
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A superblock of a newer format (its checksum whole) is refused, not
+/// skipped as torn: falling back to the older slot would hide the newer
+/// checkpoint.
+#[test]
+fn a_superblock_of_a_newer_format_is_refused() {
+    let dir = std::env::temp_dir().join(format!("ghostbtree-newer-sb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("t.gbt");
+    let tree = ghostbtree::BTree::open_file(&path, ghostbtree::Config::new()).unwrap();
+    tree.insert(1u64, 1u64).unwrap();
+    tree.flush().unwrap();
+    tree.insert(2, 2).unwrap();
+    tree.close().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The newest slot: the higher sequence number.
+    let seq = |at: usize| u64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap());
+    let at = if seq(4096) > seq(8192) { 4096 } else { 8192 };
+    bytes[at + 4..at + 8].copy_from_slice(&2u32.to_le_bytes());
+    let n = u32::from_le_bytes(bytes[at + 40..at + 44].try_into().unwrap()) as usize;
+    let crc = crc32fast::hash(&bytes[at..at + 44 + n]);
+    bytes[at + 44 + n..at + 48 + n].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let error =
+        ghostbtree::BTree::<u64, u64>::open_file(&path, ghostbtree::Config::new()).err().unwrap().to_string();
+    assert!(error.contains("newer") && error.contains("t.gbt"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

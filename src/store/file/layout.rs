@@ -215,6 +215,16 @@ pub(crate) fn decode_superblock(bytes: &[u8]) -> Result<Option<Superblock>, Stri
     Ok(Some(Superblock { sequence, end, free_list, free_bytes, commit: bytes[44..44 + n].to_vec() }))
 }
 
+/// The format version of a superblock whose magic and checksum hold (a
+/// newer one is refused as a whole, not skipped as torn).
+pub(crate) fn superblock_version(bytes: &[u8]) -> Option<u32> {
+    if bytes.len() < 48 || &bytes[..4] != SUPERBLOCK_MAGIC {
+        return None;
+    }
+    let n = u32_at(bytes, 40) as usize;
+    (n <= MAX_COMMIT && bytes.len() >= 48 + n && unseal(&bytes[..48 + n]).is_ok()).then(|| u32_at(bytes, 4))
+}
+
 /// A frame of `kind` holding `payload`, padded to its [`frame_len`].
 pub(crate) fn encode_frame(kind: Kind, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(frame_len(payload.len()) as usize);

@@ -169,6 +169,17 @@ impl FileStore {
             };
             return Err(error(ErrorKind::InvalidData, path, &why));
         }
+        let newer = SUPERBLOCK_AT
+            .iter()
+            .filter_map(|&at| layout::superblock_version(&head[at as usize..(at + PAGE) as usize]))
+            .find(|&version| version > layout::FORMAT_VERSION);
+        if let Some(version) = newer {
+            let why = format!(
+                "has a checkpoint in format version {version}, newer than this build of ghostbtree reads ({})",
+                layout::FORMAT_VERSION
+            );
+            return Err(error(ErrorKind::InvalidData, path, &why));
+        }
         let slots = SUPERBLOCK_AT.map(|at| {
             let slot = &head[at as usize..(at + PAGE) as usize];
             let tail_clean = slot[SUPERBLOCK_LEN..].iter().all(|&b| b == 0);
