@@ -61,6 +61,10 @@ use self::layout::{DATA_START, Extent, Kind, PAGE, SUPERBLOCK_AT, SUPERBLOCK_LEN
 use self::space::Space;
 use super::{Address, Store, Usage};
 
+/// How often, and how long apart, a lock held elsewhere is tried again.
+const LOCK_TRIES: u32 = 10;
+const LOCK_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Buffered record bytes that make `append` write them out before `sync`.
 const WRITE_OUT_AT: usize = 8 << 20;
 
@@ -136,16 +140,26 @@ impl FileStore {
             };
             context(e, path, why)
         })?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(error(
-                    ErrorKind::ResourceBusy,
-                    path,
-                    "is open already, by this process or another (it is locked)",
-                ));
+        // A child process forked (to exec) in this process holds a copy of
+        // the lock until it execs: a reopen right after a close can meet
+        // it, so a lock held elsewhere is tried again for a moment.
+        let mut tries = 0;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if tries < LOCK_TRIES => {
+                    tries += 1;
+                    std::thread::sleep(LOCK_PAUSE);
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(error(
+                        ErrorKind::ResourceBusy,
+                        path,
+                        "is open already, by this process or another (it is locked)",
+                    ));
+                }
+                Err(TryLockError::Error(e)) => return Err(context(e, path, "cannot lock the file")),
             }
-            Err(TryLockError::Error(e)) => return Err(context(e, path, "cannot lock the file")),
         }
         if file.metadata().map_err(|e| context(e, path, "cannot look at the file"))?.len() == 0 {
             // An empty file (made by a tempfile helper, say): make it ours.
