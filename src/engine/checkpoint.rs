@@ -54,8 +54,11 @@ use crate::store::{Address, Store};
 /// whether the version counts as stored at it (see `write_slot`).
 type Written<K, V> = Vec<(Arc<Slot<K, V>>, NodeArc<K, V>, Address, bool)>;
 
-/// The slots an image lists, by identity.
-type Listed<K, V> = HashSet<*const Slot<K, V>>;
+/// What an image lists: its slots, by identity, and every record it names.
+struct Listed<K, V> {
+    slots: HashSet<*const Slot<K, V>>,
+    records: HashSet<Address>,
+}
 
 /// The version a checkpoint of `epoch` writes of a loaded node: its own if
 /// it is old enough, else the one it keeps in `prev`.
@@ -157,7 +160,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         );
         let (keys, top) = self.posted(&above, epoch)?;
         let mut written = Vec::new();
-        let mut listed = HashSet::new();
+        let mut listed = Listed { slots: HashSet::new(), records: HashSet::new() };
         let (address, level, extra_root) = if let [root] = &top[..] {
             (self.write_slot(stored, root, epoch, &mut written, &mut listed)?.0, level, None)
         } else {
@@ -170,12 +173,18 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             let address = append(stored, &record)?;
             (address, level + 1, Some(address))
         };
-        // The records this image supersedes (module docs).
-        let retired = stored.retired_unlisted(|slot| listed.contains(&slot));
+        // The records this image supersedes (module docs). Never one it
+        // names: a record may be reached through two slots (a detached one
+        // through a stale link, and the node's live one), so slot identity
+        // alone does not tell.
+        let names = |address: &Address| listed.records.contains(address);
+        let retired = stored.retired_unlisted(|slot, named| {
+            listed.slots.contains(&slot) || named.get().as_ref().is_some_and(names)
+        });
         let superseded = written.iter().filter_map(|(_, version, ..)| version.meta.named.get());
         let gone = retired.iter().filter_map(|named| named.get());
         let store = &stored.store;
-        for address in superseded.chain(gone).chain(stored.extra_root()) {
+        for address in superseded.filter(|a| !names(a)).chain(gone).chain(stored.extra_root()) {
             store.free(address).map_err(|e| Error::io("freeing a superseded record", Some(address), e))?;
         }
         store.sync().map_err(|e| Error::io("syncing a checkpoint", None, e))?;
@@ -239,7 +248,21 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         written: &mut Written<K, V>,
         listed: &mut Listed<K, V>,
     ) -> Result<(Address, bool), Error> {
-        listed.insert(Arc::as_ptr(slot));
+        listed.slots.insert(Arc::as_ptr(slot));
+        let written = self.write_version(stored, slot, epoch, written, listed)?;
+        listed.records.insert(written.0);
+        Ok(written)
+    }
+
+    /// [`write_slot`](Tree::write_slot) but for the listing.
+    fn write_version(
+        &self,
+        stored: &Stored<K, V>,
+        slot: &Arc<Slot<K, V>>,
+        epoch: u64,
+        written: &mut Written<K, V>,
+        listed: &mut Listed<K, V>,
+    ) -> Result<(Address, bool), Error> {
         let version = match at_epoch(slot, epoch, false) {
             AtEpoch::Stored { address, .. } => return Ok((address, false)),
             AtEpoch::Version(version) => version,

@@ -116,13 +116,16 @@ impl<K, V> Stored<K, V> {
     }
 
     /// The record cells of retired nodes an image does not list (`listed`
-    /// is asked by slot identity).
-    pub(crate) fn retired_unlisted(&self, listed: impl Fn(*const Slot<K, V>) -> bool) -> Vec<Arc<Named>> {
+    /// is asked by slot identity and record).
+    pub(crate) fn retired_unlisted(
+        &self,
+        listed: impl Fn(*const Slot<K, V>, &Named) -> bool,
+    ) -> Vec<Arc<Named>> {
         let superseded = lock(&self.superseded);
         superseded
             .retired
             .iter()
-            .filter(|(slot, _)| !listed(slot.as_ptr()))
+            .filter(|(slot, named)| !listed(slot.as_ptr(), named))
             .map(|(_, named)| Arc::clone(named))
             .collect()
     }
