@@ -89,13 +89,6 @@ impl Account {
     pub(crate) fn over_budget(&self) -> bool {
         self.resident() > self.budget
     }
-
-    /// True if resident bytes exceed the budget by more than an eighth:
-    /// then loaders wait for the eviction clock instead of leaving it to
-    /// the thread turning it (`Stored::evict_if_over_budget`).
-    pub(crate) fn far_over_budget(&self) -> bool {
-        self.resident() > self.budget + self.budget / 8
-    }
 }
 
 /// Owns a leaked [`Account`] and frees it when dropped (see the module docs).

@@ -93,12 +93,11 @@ impl<K: PartialEq + Clone, V> Clock<K, V> {
     /// node, while `account` is over its budget. Returns how many nodes it
     /// evicted. One thread turns the clock at a time, for everyone; the
     /// others go on with their work (and never wait here).
-    pub(crate) fn turn(&self, steps: usize, account: &Account, sentinel: &Sentinel<K, V>, wait: bool) -> u64 {
+    pub(crate) fn turn(&self, steps: usize, account: &Account, sentinel: &Sentinel<K, V>) -> u64 {
         if !account.over_budget() {
             return 0;
         }
-        let queue = if wait { Some(lock(&self.queue)) } else { try_lock(&self.queue) };
-        let Some(mut queue) = queue else { return 0 };
+        let Some(mut queue) = try_lock(&self.queue) else { return 0 };
         // Read under the lock `pause` waits for: no turn that began before a
         // pause evicts anything after it.
         if self.pauses.load(Ordering::SeqCst) != 0 {

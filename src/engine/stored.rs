@@ -168,18 +168,7 @@ impl<K: PartialEq + Clone, V> Stored<K, V> {
     /// bounded number of clock steps. Called by threads that just loaded a
     /// node, and by writers.
     pub(crate) fn evict_if_over_budget(&self) {
-        let account = self.account();
-        let mut evicted = self.clock.turn(STEPS_PER_CALL, account, &self.ghost, false);
-        // Far over (loads outran the thread turning the clock, which may
-        // not be running): wait for the clock and turn it too, until under
-        // or until two turns free nothing (all dirty: writers wait for the
-        // checkpoint that cleans it).
-        let mut idle = 0;
-        while account.far_over_budget() && idle < 2 {
-            let more = self.clock.turn(usize::MAX, account, &self.ghost, true);
-            evicted += more;
-            idle = if more > 0 { 0 } else { idle + 1 };
-        }
+        let evicted = self.clock.turn(STEPS_PER_CALL, self.account(), &self.ghost);
         Counters::add(&self.counters.evictions, evicted);
     }
 
@@ -192,7 +181,7 @@ impl<K: PartialEq + Clone, V> Stored<K, V> {
         // and a branch can go one turn after its last child.
         let mut idle = 0;
         while account.over_budget() && idle < 2 {
-            let evicted = self.clock.turn(usize::MAX, account, &self.ghost, true);
+            let evicted = self.clock.turn(usize::MAX, account, &self.ghost);
             Counters::add(&self.counters.evictions, evicted);
             idle = if evicted > 0 { 0 } else { idle + 1 };
         }
