@@ -47,7 +47,8 @@
 mod disk;
 pub(crate) mod layout;
 mod space;
-#[cfg(test)]
+// Not in the loom build: whole trees, outside any model.
+#[cfg(all(test, not(loom)))]
 mod tests;
 
 use std::collections::BTreeMap;
