@@ -24,7 +24,10 @@
 //! shared by its versions). Before the commit, the checkpoint frees each
 //! record it supersedes: the named record of every node it writes anew,
 //! the named record of every node a merge retired that the image no
-//! longer lists, and the extra root of the last image (below). The store
+//! longer lists (retired in the checkpoint's epoch or before: a later
+//! merge may take away a node the image still holds, under another slot
+//! if its parent was evicted and loaded again during the walk), and the
+//! extra root of the last image (below). The store
 //! reuses that space only once the commit is durable (`Store::free`); the
 //! names move on only then, so a failed checkpoint frees nothing and the
 //! next one frees the same records again.
@@ -178,7 +181,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         // through a stale link, and the node's live one), so slot identity
         // alone does not tell.
         let names = |address: &Address| listed.records.contains(address);
-        let retired = stored.retired_unlisted(|slot, named| {
+        let retired = stored.retired_unlisted(epoch, |slot, named| {
             listed.slots.contains(&slot) || named.get().as_ref().is_some_and(names)
         });
         let superseded = written.iter().filter_map(|(_, version, ..)| version.meta.named.get());

@@ -129,6 +129,14 @@ impl Epochs {
         self.running.load(Ordering::Acquire)
     }
 
+    /// The epoch writers register in now. At least the epoch of any
+    /// registration this thread made or has seen the work of (one atomic's
+    /// values are read in order); the checkpoint of an earlier epoch may
+    /// be running. Acquire: pairs with the advance in `close_with`.
+    pub(crate) fn current(&self) -> u64 {
+        self.current.load(Ordering::Acquire)
+    }
+
     /// Counts `delta` entries under `epoch`, by a writer registered in an
     /// epoch `<= epoch` (its change was tagged `epoch`).
     pub(crate) fn count(&self, epoch: u64, delta: isize) {

@@ -41,15 +41,15 @@ pub(crate) struct Stored<K, V> {
 
 /// Records no node will free by being written anew.
 struct Superseded<K, V> {
-    /// Nodes a merge retired, with their record cells, until a committed
-    /// image no longer lists them. `Weak`: the slot's identity without
-    /// keeping its last version alive.
+    /// Nodes a merge retired, with their record cells and the epoch they
+    /// were retired in, until a committed image no longer lists them.
+    /// `Weak`: the slot's identity without keeping its last version alive.
     retired: Vec<Retired<K, V>>,
     /// The root the last image added over a top level that had no root.
     extra_root: Option<Address>,
 }
 
-type Retired<K, V> = (Weak<Slot<K, V>>, Arc<Named>);
+type Retired<K, V> = (Weak<Slot<K, V>>, Arc<Named>, u64);
 
 /// The encoders and decoder for one `(K, V)` (signatures in `format.rs`).
 pub(crate) struct Codecs<K, V> {
@@ -112,21 +112,34 @@ impl<K, V> Stored<K, V> {
 
     /// A merge retired `slot`, whose last version names `named`.
     pub(crate) fn retired(&self, slot: &Arc<Slot<K, V>>, named: &Arc<Named>) {
-        lock(&self.superseded).retired.push((Arc::downgrade(slot), Arc::clone(named)));
+        let epoch = self.epochs.current();
+        lock(&self.superseded).retired.push((Arc::downgrade(slot), Arc::clone(named), epoch));
     }
 
-    /// The record cells of retired nodes an image does not list (`listed`
-    /// is asked by slot identity and record).
+    /// The record cells of the nodes retired in epochs up to `epoch` that
+    /// its image does not list (`listed` is asked by slot identity and
+    /// record).
+    ///
+    /// A node retired in a later epoch is still in the image, maybe under
+    /// another slot and inside a record the walk did not open: while the
+    /// checkpoint walked, its parent (and the branch above) was evicted and
+    /// loaded again (new child slots for the same records), and the merge
+    /// took the new slot away. Its record waits for the next checkpoint.
+    /// One retired in `epoch` or before was merged away before the walk
+    /// began: its freezer registered in such an epoch (or the thread that
+    /// retired it would read a later one), and closing `epoch` waited for
+    /// that writer, which finishes its merge.
     pub(crate) fn retired_unlisted(
         &self,
+        epoch: u64,
         listed: impl Fn(*const Slot<K, V>, &Named) -> bool,
     ) -> Vec<Arc<Named>> {
         let superseded = lock(&self.superseded);
         superseded
             .retired
             .iter()
-            .filter(|(slot, named)| !listed(slot.as_ptr(), named))
-            .map(|(_, named)| Arc::clone(named))
+            .filter(|(slot, named, retired_in)| *retired_in <= epoch && !listed(slot.as_ptr(), named))
+            .map(|(_, named, _)| Arc::clone(named))
             .collect()
     }
 
@@ -143,7 +156,7 @@ impl<K, V> Stored<K, V> {
         for named in gone {
             named.set(None);
         }
-        superseded.retired.retain(|(_, named)| !gone.iter().any(|gone| Arc::ptr_eq(gone, named)));
+        superseded.retired.retain(|(_, named, _)| !gone.iter().any(|gone| Arc::ptr_eq(gone, named)));
     }
 
     /// Queues a node that just became clean and resident for the clock.
