@@ -34,7 +34,8 @@
 //!   8+n u32      CRC-32 of bytes 0..8+n
 //!   the frame takes 12 + n bytes rounded up to a multiple of 16
 //!
-//! free-list payload: u64 count, then count x (u64 offset, u64 length)
+//! free-list payload: u64 count, then count x (u64 offset, u64 length),
+//!   then zeros (the frame is sized for the most extents it may list)
 //!
 //! address (u64): (offset / 16) << 24 | (frame length / 16)
 //! ```
@@ -261,7 +262,8 @@ pub(crate) fn decode_free_list(payload: &[u8], end: u64) -> Result<Vec<(u64, u64
         return Err("a free list without its count".into());
     }
     let count = u64_at(payload, 0);
-    if payload.len() as u64 != 8 + 16 * count.min(u64::MAX / 32) {
+    let listed = 8 + 16 * count.min(u64::MAX / 32);
+    if (payload.len() as u64) < listed || payload[listed as usize..].iter().any(|&b| b != 0) {
         return Err(format!("a free list of {count} extents in {} bytes", payload.len()));
     }
     let mut extents = Vec::with_capacity(count as usize);
@@ -365,8 +367,12 @@ mod tests {
     #[test]
     fn free_lists_round_trip_and_are_checked() {
         let extents = vec![(DATA_START, 32), (DATA_START + 64, 16)];
-        let payload = encode_free_list(&extents);
+        let mut payload = encode_free_list(&extents);
         assert_eq!(decode_free_list(&payload, DATA_START + 4096).unwrap(), extents);
+        payload.resize(payload.len() + 48, 0); // sized for more extents
+        assert_eq!(decode_free_list(&payload, DATA_START + 4096).unwrap(), extents);
+        payload.push(1);
+        assert!(decode_free_list(&payload, DATA_START + 4096).is_err());
         assert!(decode_free_list(&payload, DATA_START + 48).is_err());
         let overlapping = encode_free_list(&[(DATA_START, 32), (DATA_START + 16, 16)]);
         assert!(decode_free_list(&overlapping, u64::MAX).is_err());
