@@ -143,6 +143,39 @@ proptest! {
     }
 }
 
+/// The file mode of `Subject` (what the `differential_file` fuzz target
+/// runs), pinned: a crash of a quiet tree rolls back to the last flush
+/// exactly, a clean close loses nothing, and a busy one (checkpoints in
+/// the background) shows a state since the last flush.
+#[test]
+fn trees_in_a_file_roll_back_a_crash_to_the_last_flush() {
+    let dir = std::env::temp_dir().join(format!("ghostbtree-differential-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = Config::new().leaf_capacity(3).branch_capacity(3);
+    let quiet =
+        config.clone().memory_budget(1 << 30).checkpoint_interval(std::time::Duration::from_secs(3600));
+    let busy = config.memory_budget(2 << 10).checkpoint_interval(std::time::Duration::from_millis(1));
+    for (config, is_quiet) in [(quiet, true), (busy, false)] {
+        let initial: BTreeMap<Key, Value> = (0..20).map(|k| (k, 1)).collect();
+        let mut subject = Subject::over_file(&dir.join("tree.gbt"), config, is_quiet, initial);
+        subject.apply(&Op::Extend((100..160).map(|k| (k, 2)).collect()));
+        subject.apply(&Op::Flush);
+        let flushed = subject.model.clone();
+        subject.apply(&Op::Drain { start: 0, len: 130, all: false });
+        subject.apply(&Op::Refill(500, 40));
+        subject.apply(&Op::REOPEN);
+        if is_quiet {
+            assert_eq!(subject.model, flushed, "a crash keeps exactly the last flush");
+        }
+        subject.apply(&Op::Refill(700, 30));
+        let before = subject.model.clone();
+        subject.apply(&Op::CloseAndReopen { leaf: Some(1), branch: None });
+        assert_eq!(subject.model, before, "a clean close loses nothing");
+        subject.check();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn from_iter_sorts_and_keeps_the_last_value() {
     let tree: BTree<u32, u32> = [(3, 1), (1, 1), (3, 2), (2, 1)].into_iter().collect();

@@ -12,8 +12,9 @@
 //! # The one call recursion
 //!
 //! Descents call [`Tree::node`] for a ghost, and a load calls back into a
-//! descent in two places: a child ghost finds its right neighbour by a
-//! descent to the level above it ([`Tree::slot_at`]), and a detached slot
+//! descent in two places: a child ghost checks its record's bounds against
+//! the separators around it, and finds its right neighbour, by a descent
+//! to the level above it ([`Tree::place_child`]), and a detached slot
 //! finds its live one by a descent to its own level. Each such descent
 //! starts at the root and goes no lower than the node being loaded, whose
 //! ancestors are all loaded at that point (the descent just came through
@@ -122,7 +123,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                     wait.wait()?;
                 }
                 Access::Load(load) => {
-                    let node = self.load_ghost(stored, load.target());
+                    let node = self.load_ghost(stored, slot, load.target());
                     load.land(node)?;
                     loaded = true;
                 }
@@ -138,8 +139,13 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         }
     }
 
-    /// Reads, checks and builds the node a ghost stands for.
-    fn load_ghost(&self, stored: &Stored<K, V>, target: &Target<K, V>) -> Result<Node<K, V>, Error> {
+    /// Reads, checks and builds the node a ghost (`slot`) stands for.
+    fn load_ghost(
+        &self,
+        stored: &Stored<K, V>,
+        slot: &Arc<Slot<K, V>>,
+        target: &Target<K, V>,
+    ) -> Result<Node<K, V>, Error> {
         let address = target.address();
         let record = stored.store.read(address).map_err(|e| match e.kind() {
             // The store found the record damaged (a checksum, a length).
@@ -156,10 +162,14 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         let decoded = (stored.codecs.decode)(&record, &expected)
             .map_err(|what| Error::Corrupt { address: Some(address), what })?;
         let (low, high) = (decoded.low, decoded.high);
-        let right = match (target, &high) {
-            (Target::Described(ghost), _) => ghost.right.clone(),
-            (Target::Child { .. }, None) => None,
-            (Target::Child { level, .. }, Some(high)) => Some(self.slot_at(*level, high)?),
+        let right = match target {
+            Target::Described(ghost) => ghost.right.clone(),
+            Target::Child { level, .. } => self
+                .place_child(slot, *level, low.as_ref(), high.as_ref())?
+                .ok_or_else(|| Error::Corrupt {
+                    address: Some(address),
+                    what: "bounds differ from the parent's separators".into(),
+                })?,
         };
         let body = match decoded.body {
             DecodedBody::Leaf { keys, vals } => Body::Leaf(Leaf { keys, vals }),
@@ -177,9 +187,48 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         Ok(node.charged(Some(stored.account()), false))
     }
 
-    /// The slot of the node on `level` whose range starts at `low` (a child
-    /// ghost's right neighbour), made but not loaded: a descent to the level
-    /// above picks it among a branch's children.
+    /// Checks a child ghost's bounds (from its record) against the level
+    /// above, and finds its right neighbour: `Ok(None)` if its parent's
+    /// separators around `slot` are not `low` and `high` (a record read
+    /// from a wrong address, or a damaged file whose checksums hold), else
+    /// `Ok(Some(right))`, the next child, or for the last child, the first
+    /// of the parent's right neighbour (`None` at the end of the level).
+    ///
+    /// Unchecked, a high key inside the range the parent gives the node
+    /// made its right link lead back to it (or further left), and a descent
+    /// moving right went round for ever.
+    #[allow(clippy::type_complexity)]
+    fn place_child(
+        &self,
+        slot: &Arc<Slot<K, V>>,
+        level: u32,
+        low: Option<&K>,
+        high: Option<&K>,
+    ) -> Result<Option<Option<Arc<Slot<K, V>>>>, Error> {
+        let seek = low.map_or(Seek::First, Seek::Key);
+        let parent = self.descend::<false, K>(seek, level + 1)?.node;
+        let Some(branch) = parent.as_branch().filter(|branch| branch.level == level + 1) else {
+            return Err(Error::Internal { what: "no branch above a child ghost" });
+        };
+        let i = seek.child(branch);
+        let parent_low = if i == 0 { parent.low.as_ref() } else { branch.keys.get(i - 1) };
+        let parent_high = branch.keys.get(i).or(parent.high.as_ref());
+        if !Arc::ptr_eq(&branch.children[i], slot) || parent_low != low || parent_high != high {
+            return Ok(None);
+        }
+        let next = branch.children.get(i + 1).cloned();
+        // No guard held across another descent (it may load).
+        drop(parent);
+        Ok(Some(match (next, high) {
+            (Some(next), _) => Some(next),
+            (None, None) => None,
+            (None, Some(high)) => Some(self.slot_at(level, high)?),
+        }))
+    }
+
+    /// The slot of the node on `level` whose range starts at `low` (the
+    /// right neighbour of a parent's last child), made but not loaded: a
+    /// descent to the level above picks it among a branch's children.
     fn slot_at(&self, level: u32, low: &K) -> Result<Arc<Slot<K, V>>, Error> {
         let parent = self.descend::<false, K>(Seek::Key(low), level + 1)?.node;
         match parent.as_branch() {

@@ -5,7 +5,9 @@
 //! The tree's keys are [`panicky::Key`]s, so any call can be made to panic
 //! in a key's `Clone` or `Ord` ([`Op::Panicking`]); the ops and the model
 //! name keys by their `u16`, whose calls never panic. A tree over a store
-//! lives over a [`FaultyStore`], so a range walk can meet failed reads.
+//! lives over a [`FaultyStore`], so a range walk can meet failed reads, or
+//! in a file ([`Subject::over_file`]), where the checkpoint thread runs
+//! and a reopen after a drop is a crash.
 //!
 //! The fuzz target includes this file with `#[path]` (next to `panicky.rs`
 //! and `faulty.rs`, which it reaches as `super::`), and derives `Arbitrary`
@@ -17,6 +19,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::ops::Bound;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -94,8 +97,15 @@ pub enum Op {
     /// Drop the tree and open the store again: what was flushed survives,
     /// what was not is gone (trees over a store; a no-op in memory). A
     /// `Some` capacity reopens with another one, `2 + n % 7` entries per
-    /// leaf, `3 + n % 6` children per branch, kept from then on.
+    /// leaf, `3 + n % 6` children per branch, kept from then on. In a file
+    /// (opened with `flush_on_drop(false)`) this is a crash.
     Reopen {
+        leaf: Option<u8>,
+        branch: Option<u8>,
+    },
+    /// `close()` the tree (a last checkpoint, its error reported) and open
+    /// the store again, capacities as for `Reopen`: nothing is lost.
+    CloseAndReopen {
         leaf: Option<u8>,
         branch: Option<u8>,
     },
@@ -105,7 +115,7 @@ pub enum Op {
     /// leave the tree as before `op` or as after it (for `Extend`, after
     /// any prefix of its inserts, `RemoveRun` of its removes), `len()`
     /// exact and `verify()` clean (an unposted separator allowed); a
-    /// panicking flush keeps the previous checkpoint. Reopen and a nested
+    /// panicking flush keeps the previous checkpoint. Reopens and a nested
     /// `Panicking` run unarmed (by the inner trigger only).
     Panicking {
         trigger: Trigger,
@@ -298,17 +308,32 @@ fn watch(setup: String) -> Arc<Mutex<Progress>> {
     progress
 }
 
+/// Where a tree over storage keeps its records.
+enum Backing {
+    /// A [`FaultyStore`], opened with `BTree::open` (no checkpoint thread).
+    Faulty(FaultyStore),
+    /// A file, opened with `BTree::open_file` and `flush_on_drop(false)`:
+    /// the checkpoint thread runs, and dropping the tree is a crash.
+    /// `quiet`: no checkpoint but `flush` and `close` (see
+    /// [`Subject::over_file`]).
+    File { path: PathBuf, quiet: bool },
+}
+
 /// A tree under test, in memory or over a store, with its model: the map it
 /// must equal, and the maps a checkpoint may hold. A checkpoint may also
-/// start on its own (dirty bytes filling the budget) after any operation, so
-/// a reopen must show the state after the last flush or after some later
-/// operation.
+/// start on its own (dirty bytes filling the budget, the checkpoint thread
+/// of a file) after any operation, so a reopen must show the state after
+/// the last flush or after some later operation.
 pub struct Subject {
     pub tree: Tree,
     pub model: Model,
-    /// The model after the last flush, then after each operation since.
+    /// The model after the last flush, then after each operation since
+    /// (unless the backing is quiet): the states a reopen may show.
     durable: Vec<Model>,
-    store: Option<(FaultyStore, Config)>,
+    /// Over a busy file: `(stats().checkpoints, i)` after each operation,
+    /// `durable[i]` the model then (see [`Subject::raise_floor`]).
+    seen: Vec<(u64, usize)>,
+    store: Option<(Backing, Config)>,
     /// Ops applied so far (for failure messages).
     step: usize,
     /// An injected panic has fired: a split's separator may be left
@@ -321,7 +346,16 @@ impl Subject {
     pub fn in_memory(tree: Tree, model: Model) -> Subject {
         panicky::quiet_injected_panics();
         let progress = watch(format!("in memory, {:?}, initial {model:?}", tree.config()));
-        Subject { tree, durable: Vec::new(), model, store: None, step: 0, panicked: false, progress }
+        Subject {
+            tree,
+            durable: Vec::new(),
+            seen: Vec::new(),
+            model,
+            store: None,
+            step: 0,
+            panicked: false,
+            progress,
+        }
     }
 
     /// A tree over a fresh store holding `initial`, flushed.
@@ -335,17 +369,89 @@ impl Subject {
         Subject {
             tree,
             durable: vec![initial.clone()],
+            seen: Vec::new(),
             model: initial,
-            store: Some((store, config)),
+            store: Some((Backing::Faulty(store), config)),
             step: 0,
             panicked: false,
             progress,
         }
     }
 
-    /// The store's fault counters, if over a store.
+    /// A tree in a new file at `path` (any file there is removed first)
+    /// holding `initial`, flushed. The tree is opened with
+    /// `flush_on_drop(false)`, so `Op::Reopen` is a crash.
+    ///
+    /// `quiet`: the caller's `config` lets no checkpoint start on its own
+    /// (a long `checkpoint_interval` and a memory budget the ops never
+    /// fill), so a crash must roll back to the last flush exactly. Else
+    /// checkpoints may come between any two operations, and a reopen must
+    /// show a state since the last one known to be durable.
+    pub fn over_file(path: &Path, config: Config, quiet: bool, initial: Model) -> Subject {
+        panicky::quiet_injected_panics();
+        let config = config.flush_on_drop(false);
+        let progress = watch(format!("in a file (quiet: {quiet}), {config:?}, initial {initial:?}"));
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("removing {}: {e}", path.display()),
+            _ => {}
+        }
+        let tree = BTree::open_file(path, config.clone()).unwrap();
+        tree.extend(initial.iter().map(|(k, v)| (panicky::Key(*k), *v))).unwrap();
+        tree.flush().unwrap();
+        let mut subject = Subject {
+            tree,
+            durable: Vec::new(),
+            seen: Vec::new(),
+            model: initial,
+            store: Some((Backing::File { path: path.to_owned(), quiet }, config)),
+            step: 0,
+            panicked: false,
+            progress,
+        };
+        subject.flushed();
+        subject
+    }
+
+    /// The store's fault counters, if over a [`FaultyStore`].
     pub fn store(&self) -> Option<&FaultyStore> {
-        self.store.as_ref().map(|(store, _)| store)
+        match &self.store {
+            Some((Backing::Faulty(store), _)) => Some(store),
+            _ => None,
+        }
+    }
+
+    /// Whether a checkpoint may start without a flush (see `durable`).
+    fn busy_store(&self) -> bool {
+        matches!(self.store, Some((Backing::Faulty(_), _)) | Some((Backing::File { quiet: false, .. }, _)))
+    }
+
+    /// The model is durable (a flush or a reopen): the only state a reopen
+    /// may show until the next operation.
+    fn flushed(&mut self) {
+        self.durable = vec![self.model.clone()];
+        self.seen = vec![(self.tree.stats().checkpoints, 0)];
+    }
+
+    /// Over a busy file, drops the states older than one a checkpoint is
+    /// known to hold. At any moment between operations at most one
+    /// checkpoint has started and not been counted yet (the checkpoint
+    /// thread's: the others run inside this thread's calls, counted before
+    /// they return). So if `stats().checkpoints` grew by two or more since
+    /// the moment after some operation, a checkpoint started after that
+    /// moment has completed: it holds that operation's state or a later
+    /// one, and a crash may not lose it.
+    fn raise_floor(&mut self) {
+        if !matches!(self.store, Some((Backing::File { quiet: false, .. }, _))) {
+            return;
+        }
+        let now = self.tree.stats().checkpoints;
+        self.seen.push((now, self.durable.len() - 1));
+        if let Some(i) = self.seen.iter().rposition(|&(count, _)| count + 2 <= now) {
+            let floor = self.seen[i].1;
+            self.durable.drain(..floor);
+            self.seen.drain(..i);
+            self.seen.iter_mut().for_each(|(_, at)| *at -= floor);
+        }
     }
 
     fn busy(&self, op: Option<&Op>) {
@@ -363,13 +469,24 @@ impl Subject {
         self.step += 1;
         self.busy(Some(op));
         self.dispatch(op);
+        if let Some((Backing::File { .. }, _)) = &self.store {
+            // Nothing fails in a file on a healthy disk, in the background
+            // either.
+            let step = self.step;
+            self.tree.health().unwrap_or_else(|e| panic!("op {step} {op:?}: then health(): {e}"));
+            self.raise_floor();
+        }
         self.idle();
     }
 
     fn dispatch(&mut self, op: &Op) {
         match op {
             // Unarmed: a tree cannot be dropped and opened halfway.
-            Op::Panicking { op: inner, .. } if matches!(**inner, Op::Reopen { .. }) => self.run(inner),
+            Op::Panicking { op: inner, .. }
+                if matches!(**inner, Op::Reopen { .. } | Op::CloseAndReopen { .. }) =>
+            {
+                self.run(inner)
+            }
             // By the inner trigger only.
             Op::Panicking { op: inner, .. } if matches!(**inner, Op::Panicking { .. }) => {
                 self.dispatch(inner)
@@ -392,6 +509,11 @@ impl Subject {
         };
         drop(payload);
         self.panicked = true;
+        if matches!(op, Op::Flush) && self.store.is_some() {
+            // It may have committed before the panic (a quiet file has
+            // only the last flush's state as a candidate otherwise).
+            self.durable.push(self.model.clone());
+        }
         let what = format!("op {} {op:?}, the {trigger:?} call {at} panicked", self.step);
         let now = contents(&self.tree).unwrap_or_else(|e| panic!("{what}: then a scan failed: {e}"));
         let states = states(&before, op);
@@ -406,7 +528,7 @@ impl Subject {
             );
         };
         self.model = states[i].clone();
-        if self.store.is_some() {
+        if self.busy_store() {
             // A checkpoint may have started during the op, before any of
             // its steps (a panicking flush leaves the last one intact).
             self.durable.extend(states.into_iter().take(i + 1).skip(1));
@@ -429,64 +551,86 @@ impl Subject {
         match (op, &self.store) {
             (Op::Flush, Some(_)) => {
                 self.tree.flush().unwrap();
-                self.durable = vec![self.model.clone()];
+                self.flushed();
             }
-            (Op::Reopen { leaf, branch }, Some((store, config))) => {
-                let mut config = config.clone();
-                if let Some(leaf) = leaf {
-                    config = config.leaf_capacity(2 + usize::from(leaf % 7));
-                }
-                if let Some(branch) = branch {
-                    config = config.branch_capacity(3 + usize::from(branch % 6));
-                }
-                let store = store.clone();
-                self.tree = BTree::open(store.clone(), config.clone()).unwrap();
-                self.store = Some((store, config.clone()));
-                let len = self.tree.len();
-                let entries: Vec<(Key, Value)> = contents(&self.tree).unwrap();
-                assert_eq!(entries.len(), len, "op {step} {op:?}: reopened length against the entries");
-                let Some(state) = self
-                    .durable
-                    .iter()
-                    .rev()
-                    .find(|m| m.iter().map(|(k, v)| (*k, *v)).eq(entries.iter().copied()))
-                else {
-                    panic!(
-                        "op {step} {op:?}: reopened tree matches no state since the last flush:\n  reopened {entries:?}\n  flushed {:?}\n  now {:?}",
-                        self.durable.first(),
-                        self.model
-                    );
-                };
-                self.model = state.clone();
-                self.durable = vec![self.model.clone()];
-            }
-            (Op::Flush | Op::Reopen { .. }, None) => {}
+            (&Op::Reopen { leaf, branch }, Some(_)) => self.reopen(op, leaf, branch, false),
+            (&Op::CloseAndReopen { leaf, branch }, Some(_)) => self.reopen(op, leaf, branch, true),
+            (Op::Flush | Op::Reopen { .. } | Op::CloseAndReopen { .. }, None) => {}
             (Op::Extend(entries), Some(_)) => {
                 self.tree.extend(entries.iter().map(|(k, v)| (panicky::Key(*k), *v))).unwrap();
                 // Each insert of an `extend` is an operation: a checkpoint
                 // may fall between any two.
                 for (key, value) in entries {
                     self.model.insert(*key, *value);
-                    self.durable.push(self.model.clone());
+                    if self.busy_store() {
+                        self.durable.push(self.model.clone());
+                    }
                 }
             }
             (Op::RemoveRun(start, n), Some(_)) => {
                 for key in run(*start, *n) {
                     apply(&self.tree, &mut self.model, &Op::Remove(key));
-                    self.durable.push(self.model.clone());
+                    if self.busy_store() {
+                        self.durable.push(self.model.clone());
+                    }
                 }
             }
-            (Op::Range { start, end, backs, fail }, Some((store, _))) => {
+            (Op::Range { start, end, backs, fail }, Some((Backing::Faulty(store), _))) => {
                 let faults = fail.map(|n| (store, 1 + u64::from(n % 4)));
                 walk(&self.tree, &self.model, op, (*start, *end), backs, faults);
             }
             _ => {
                 apply(&self.tree, &mut self.model, op);
-                if self.store.is_some() {
+                if self.busy_store() {
                     self.durable.push(self.model.clone());
                 }
             }
         }
+    }
+
+    /// Drops the tree (`clean`: closes it) and opens its store again,
+    /// which must hold a state a reopen may show, and pass the checks.
+    fn reopen(&mut self, op: &Op, leaf: Option<u8>, branch: Option<u8>, clean: bool) {
+        let step = self.step;
+        let (backing, config) = self.store.as_mut().expect("over a store");
+        if let Some(leaf) = leaf {
+            *config = config.clone().leaf_capacity(2 + usize::from(leaf % 7));
+        }
+        if let Some(branch) = branch {
+            *config = config.clone().branch_capacity(3 + usize::from(branch % 6));
+        }
+        // The old tree goes first: a file is locked while a tree has it open.
+        let old = std::mem::replace(&mut self.tree, BTree::new());
+        if clean {
+            old.close().unwrap_or_else(|e| panic!("op {step} {op:?}: close(): {e}"));
+        } else {
+            drop(old);
+        }
+        self.tree = match backing {
+            Backing::Faulty(store) => BTree::open(store.clone(), config.clone()).unwrap(),
+            Backing::File { path, .. } => BTree::open_file(&*path, config.clone())
+                .unwrap_or_else(|e| panic!("op {step} {op:?}: open_file: {e}")),
+        };
+        if clean {
+            self.durable = vec![self.model.clone()];
+        }
+        let len = self.tree.len();
+        let entries: Vec<(Key, Value)> = contents(&self.tree).unwrap();
+        assert_eq!(entries.len(), len, "op {step} {op:?}: reopened length against the entries");
+        let Some(state) =
+            self.durable.iter().rev().find(|m| m.iter().map(|(k, v)| (*k, *v)).eq(entries.iter().copied()))
+        else {
+            panic!(
+                "op {step} {op:?}: reopened tree matches no state since the last flush:\n  reopened {entries:?}\n  flushed {:?}\n  now {:?}",
+                self.durable.first(),
+                self.model
+            );
+        };
+        self.model = state.clone();
+        self.flushed();
+        // A checkpoint after a broken-off write may hold its leftovers (an
+        // empty leaf, say), so `panicked` carries over.
+        check(&self.tree, &self.model, self.panicked, &format!("op {step} {op:?}: reopened"));
     }
 
     pub fn check(&self) {
@@ -570,12 +714,14 @@ impl Drop for Disarm<'_> {
 }
 
 /// Applies `op` to both, panicking with the op if their answers differ.
-/// Flush, Reopen and Panicking only flush here; [`Subject::apply`] runs
-/// them.
+/// Flush, the reopens and Panicking only flush here; [`Subject::apply`]
+/// runs them.
 pub fn apply(tree: &Tree, model: &mut Model, op: &Op) {
     use panicky::Key as K;
     match op.clone() {
-        Op::Flush | Op::Reopen { .. } | Op::Panicking { .. } => tree.flush().unwrap(),
+        Op::Flush | Op::Reopen { .. } | Op::CloseAndReopen { .. } | Op::Panicking { .. } => {
+            tree.flush().unwrap()
+        }
         Op::Insert(key, value) => {
             assert_eq!(tree.insert(K(key), value).unwrap(), model.insert(key, value), "{op:?}")
         }
