@@ -12,53 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::sync::{Condvar, Mutex, lock, wait_timeout};
 use super::tree::Tree;
-
-/// When the thread runs next: what writers and the owner tell it.
-#[derive(Default)]
-pub(crate) struct Schedule {
-    state: Mutex<Wake>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct Wake {
-    /// A thread is running (writers nudge it instead of checkpointing).
-    running: bool,
-    nudged: bool,
-    stop: bool,
-}
-
-impl Schedule {
-    /// Dirty bytes are piling up: checkpoint now, if a thread runs.
-    /// Returns false if none does.
-    pub(crate) fn nudge(&self) -> bool {
-        let mut wake = lock(&self.state);
-        if wake.running && !wake.nudged {
-            wake.nudged = true;
-            self.changed.notify_one();
-        }
-        wake.running
-    }
-
-    /// Waits up to `interval` for a nudge; `false` once told to stop.
-    fn wait(&self, interval: Duration) -> bool {
-        let mut wake = lock(&self.state);
-        if !wake.nudged && !wake.stop {
-            wake = wait_timeout(&self.changed, wake, interval);
-        }
-        wake.nudged = false;
-        !wake.stop
-    }
-
-    fn set_running(&self, running: bool) {
-        let mut wake = lock(&self.state);
-        wake.running = running;
-        wake.stop = !running;
-        self.changed.notify_one();
-    }
-}
 
 /// The running checkpoint thread; dropping it stops the thread and waits
 /// for it.

@@ -11,6 +11,7 @@ pub(crate) mod format;
 mod load;
 mod merge;
 pub(crate) mod node;
+pub(crate) mod schedule;
 pub(crate) mod search;
 pub(crate) mod slot;
 pub(crate) mod stored;

@@ -10,11 +10,11 @@
 use std::sync::{Arc, Weak};
 
 use super::account::{Account, AccountBox};
-use super::background::Schedule;
 use super::epoch::Epochs;
 use super::evict::Clock;
 use super::format::{self, Decoded, Expected, TooLarge};
 use super::node::Named;
+use super::schedule::Schedule;
 use super::slot::{Sentinel, Slot};
 use super::sync::{AtomicU64, Mutex, Ordering, lock};
 use crate::store::{Address, Store};
