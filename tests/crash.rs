@@ -306,7 +306,7 @@ impl Heard {
 /// chain's thread holds a copy of every descriptor this process has open
 /// from its fork until its exec closes them (they are close-on-exec), and
 /// with it the lock of a file this chain had open then, for a moment after
-/// this chain closed it. Returns how many times it found the file locked.
+/// this chain closed it. Returns how many 1 ms waits that took.
 fn open(path: &Path, config: Config) -> Result<(BTree<u64, u64>, u64), ghostbtree::Error> {
     let started = Instant::now();
     let mut busy = 0;
@@ -441,7 +441,7 @@ struct Tally {
     ops: u64,
     most_ops: u64,
     unsettled: u64,
-    /// Opens that found the file locked a moment (see `open`).
+    /// 1 ms waits of opens that found the file locked (see `open`).
     busy: u64,
 }
 
@@ -676,7 +676,7 @@ fn crash_rounds(name: &str, kills: u64) {
          (its state kept {}); before `ready` {}; new files {} (empty after the kill {}, not created yet {}); \
          children recovering a killed file {}; without explicit flushes {}; right after k acks {}; \
          ops recovered per child {} on average, at most {}; reopened with pending structural work {}; \
-         opens that found the file locked for a moment {}",
+         1 ms waits of opens that found the file locked {}",
         t.kills,
         started.elapsed(),
         t.at_ack,
