@@ -235,7 +235,13 @@ pub(crate) fn decode_commit(record: &[u8]) -> Result<Commit, String> {
         return Err(format!("commit format {}, this build reads format {COMMIT_FORMAT}", body[4]));
     }
     let word = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
-    Ok(Commit { level: u32::from(body[5]), root: Address(word(6)), epoch: word(14), len: word(22) })
+    let epoch = word(14);
+    // The next epoch must exist (found by the decode fuzz target: an epoch
+    // of u64::MAX overflowed at open).
+    if epoch == u64::MAX {
+        return Err("a checkpoint epoch of u64::MAX, which no tree reaches".into());
+    }
+    Ok(Commit { level: u32::from(body[5]), root: Address(word(6)), epoch, len: word(22) })
 }
 
 fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
@@ -311,5 +317,7 @@ mod tests {
         let commit = Commit { root: Address(77), level: 3, epoch: 9, len: 1234 };
         assert_eq!(decode_commit(&encode_commit(&commit).unwrap()).unwrap(), commit);
         assert!(decode_commit(b"GBTC not a commit record at all, really").is_err());
+        let last = Commit { epoch: u64::MAX, ..commit };
+        assert!(decode_commit(&encode_commit(&last).unwrap()).is_err(), "no epoch after it");
     }
 }

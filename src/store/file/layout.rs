@@ -355,6 +355,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "slow under Miri, and no unsafe code")]
     fn every_byte_flip_of_a_frame_or_superblock_is_caught() {
         let frame = encode_frame(Kind::Node, b"some node payload");
         for i in 0..frame.len() {
@@ -397,6 +398,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "slow under Miri, and no unsafe code")]
     fn arbitrary_bytes_never_panic() {
         let mut state = 1u64;
         for len in 0..300 {

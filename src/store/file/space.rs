@@ -181,6 +181,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 1 } else { 256 }, ..ProptestConfig::default() })]
         /// Against a model: every allocation is disjoint from every other
         /// live one, and freeing everything leaves nothing in use.
         #[test]
