@@ -46,6 +46,7 @@ use std::sync::Arc;
 use super::epoch::Closed;
 use super::format::{Commit, encode_commit};
 use super::node::{Body, Branch, Node};
+use super::search::Seek;
 use super::slot::{GhostView, NodeArc, Slot};
 use super::stored::{Counters, Stored};
 use super::sync::once_in;
@@ -161,7 +162,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             None,
             Body::Branch(Branch { level: level + 1, keys: Vec::new(), children: vec![root] }),
         );
-        let (keys, top) = self.posted(&above, epoch)?;
+        let (keys, top) = self.posted(stored, &above, epoch)?;
         let mut written = Vec::new();
         let mut listed = Listed { slots: HashSet::new(), records: HashSet::new() };
         let (address, level, extra_root) = if let [root] = &top[..] {
@@ -291,7 +292,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                     .map_err(|what| Error::Internal { what })?
             }
             Body::Branch(branch) => {
-                let (keys, children) = self.posted(node, epoch)?;
+                let (keys, children) = self.posted(stored, node, epoch)?;
                 mark = !children.iter().any(|child| child.is_frozen());
                 let mut changed = children.len() != branch.children.len();
                 let mut addresses = Vec::with_capacity(children.len());
@@ -317,7 +318,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// the nodes right of a child that split without posting yet (reached
     /// through right links, at `epoch`), each with its `low` as separator.
     #[allow(clippy::type_complexity)]
-    fn posted(&self, node: &Node<K, V>, epoch: u64) -> Result<(Vec<K>, Vec<Arc<Slot<K, V>>>), Error> {
+    fn posted(&self, stored: &Stored<K, V>, node: &Node<K, V>, epoch: u64) -> Result<(Vec<K>, Vec<Arc<Slot<K, V>>>), Error> {
         let branch = node.as_branch().expect("called on branches");
         let mut keys = Vec::with_capacity(branch.keys.len());
         let mut children = Vec::with_capacity(branch.children.len());
@@ -325,9 +326,10 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             if i > 0 {
                 keys.push(branch.keys[i - 1].clone());
             }
-            children.push(Arc::clone(child));
+            let child = self.live(stored, Arc::clone(child), epoch)?;
+            children.push(Arc::clone(&child));
             let bound = branch.keys.get(i).or(node.high.as_ref());
-            let mut current = Arc::clone(child);
+            let mut current = child;
             loop {
                 let (high, right) = match at_epoch(&current, epoch, true) {
                     AtEpoch::Stored { high, right, .. } => (high, right),
@@ -341,13 +343,40 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                     (Some(_), None) => true,
                     (None, _) => false,
                 };
-                let (true, Some(high), Some(right)) = (unposted, high, right) else { break };
+                let (true, Some(high)) = (unposted, high) else { break };
+                // A node ending before its bound has a right neighbour; an
+                // image without it would lose that neighbour's keys.
+                let Some(right) = right else {
+                    return Err(Error::Internal { what: "a node ends before its parent's bound, with no right link" });
+                };
+                let right = self.live(stored, right, epoch)?;
                 keys.push(high);
                 children.push(Arc::clone(&right));
                 current = right;
             }
         }
         Ok((keys, children))
+    }
+
+    /// The live slot of `slot`: itself, or if it is detached (its parent
+    /// was evicted; an old version of a branch or of a left neighbour still
+    /// leads to it), the slot now on its level starting at its `low`. A
+    /// detached slot's description is of its node when it was detached:
+    /// the node may have been loaded again and written since, under its
+    /// live slot, and the description has no right link (`Slot::evict`).
+    ///
+    /// If that node was merged into its left neighbour after `epoch`, no
+    /// descent finds it: its slot is among the retired ones.
+    fn live(&self, stored: &Stored<K, V>, slot: Arc<Slot<K, V>>, epoch: u64) -> Result<Arc<Slot<K, V>>, Error> {
+        let Some((level, low)) = slot.detached() else { return Ok(slot) };
+        let found = self.descend::<true, K>(low.as_ref().map_or(Seek::First, Seek::Key), level)?;
+        if found.node.low == low {
+            return Ok(Arc::clone(found.slot.arc()));
+        }
+        drop(found);
+        stored.retired_after(epoch, level, low.as_ref()).ok_or(Error::Internal {
+            what: "a link to a node merged away, found neither live nor retired",
+        })
     }
 }
 

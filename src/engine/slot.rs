@@ -456,6 +456,18 @@ impl<K, V> Slot<K, V> {
         matches!(&*lock(&self.stands), Stands::Detached(_))
     }
 
+    /// Where the live slot of a detached one is: the node on `level`
+    /// starting at `low`. `None` if the slot is not detached.
+    pub(crate) fn detached(&self) -> Option<(u32, Option<K>)>
+    where
+        K: Clone,
+    {
+        match &*lock(&self.stands) {
+            Stands::Detached(ghost) => Some((ghost.level, ghost.low.clone())),
+            _ => None,
+        }
+    }
+
     /// Freezes `current` for a merge into the left neighbour whose changes
     /// are tagged `epoch` or later; false if it is no longer the version.
     pub(crate) fn freeze(&self, current: &NodeRef<K, V>, epoch: u64) -> bool {

@@ -7,7 +7,7 @@
 //! only place that requires `K: Codec, V: Codec`), so the engine's methods
 //! need no codec bounds.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use super::account::{Account, AccountBox};
 use super::epoch::Epochs;
@@ -42,14 +42,15 @@ pub(crate) struct Stored<K, V> {
 /// Records no node will free by being written anew.
 struct Superseded<K, V> {
     /// Nodes a merge retired, with their record cells and the epoch they
-    /// were retired in, until a committed image no longer lists them.
-    /// `Weak`: the slot's identity without keeping its last version alive.
+    /// were retired in, until a committed image no longer lists them. The
+    /// slot is held: a checkpoint of an earlier epoch writes its last
+    /// version, which nothing else may lead to any more (`retired_after`).
     retired: Vec<Retired<K, V>>,
     /// The root the last image added over a top level that had no root.
     extra_root: Option<Address>,
 }
 
-type Retired<K, V> = (Weak<Slot<K, V>>, Arc<Named>, u64);
+type Retired<K, V> = (Arc<Slot<K, V>>, Arc<Named>, u64);
 
 /// The encoders and decoder for one `(K, V)` (signatures in `format.rs`).
 pub(crate) struct Codecs<K, V> {
@@ -113,7 +114,22 @@ impl<K, V> Stored<K, V> {
     /// A merge retired `slot`, whose last version names `named`.
     pub(crate) fn retired(&self, slot: &Arc<Slot<K, V>>, named: &Arc<Named>) {
         let epoch = self.epochs.current();
-        lock(&self.superseded).retired.push((Arc::downgrade(slot), Arc::clone(named), epoch));
+        lock(&self.superseded).retired.push((Arc::clone(slot), Arc::clone(named), epoch));
+    }
+
+    /// The node on `level` starting at `low` that a merge retired after
+    /// `epoch`: a checkpoint of `epoch` still writes it, but no descent
+    /// finds it any more (its left neighbour has absorbed it). `None` if
+    /// there is none.
+    pub(crate) fn retired_after(&self, epoch: u64, level: u32, low: Option<&K>) -> Option<Arc<Slot<K, V>>>
+    where
+        K: PartialEq,
+    {
+        let superseded = lock(&self.superseded);
+        superseded.retired.iter().filter(|(.., retired_in)| *retired_in > epoch).find_map(|(slot, ..)| {
+            let version = slot.frozen()?.version();
+            (version.level() == level && version.low.as_ref() == low).then_some(Arc::clone(slot))
+        })
     }
 
     /// The record cells of the nodes retired in epochs up to `epoch` that
@@ -138,7 +154,7 @@ impl<K, V> Stored<K, V> {
         superseded
             .retired
             .iter()
-            .filter(|(slot, named, retired_in)| *retired_in <= epoch && !listed(slot.as_ptr(), named))
+            .filter(|(slot, named, retired_in)| *retired_in <= epoch && !listed(Arc::as_ptr(slot), named))
             .map(|(_, named, _)| Arc::clone(named))
             .collect()
     }
