@@ -30,11 +30,27 @@ impl std::error::Error for DecodeError {}
 /// `encode` could not have produced. After an error, how far `input` has
 /// advanced is unspecified.
 pub trait Codec: Sized {
+    /// The length of every encoding, if all have the same (fixed-width
+    /// types): a lookup in a stored node then jumps to the middle key
+    /// instead of decoding its way there. A type that sets it must encode
+    /// every value in exactly that many bytes.
+    const WIDTH: Option<usize> = None;
+
     /// Appends the encoding of `self` to `out`.
     fn encode(&self, out: &mut Vec<u8>);
 
     /// Reads one value from the front of `input`, advancing it.
     fn decode(input: &mut &[u8]) -> Result<Self, DecodeError>;
+
+    /// Reads `count` values from the front of `input` into `out`, as
+    /// `count` calls of [`decode`](Codec::decode) would (a node's keys or
+    /// values, back to back). Fixed-width types override it to read them
+    /// all in one pass: a node load decodes hundreds of them.
+    fn decode_into<E: Extend<Self>>(input: &mut &[u8], count: usize, out: &mut E) -> Result<(), DecodeError> {
+        let mut failed = None;
+        out.extend((0..count).map_while(|_| Self::decode(input).map_err(|error| failed = Some(error)).ok()));
+        failed.map_or(Ok(()), Err)
+    }
 }
 
 /// Removes the first `n` bytes of `input` and returns them.
@@ -119,12 +135,37 @@ macro_rules! fixed_width {
     ($($t:ty)*) => {$(
         /// Fixed width, little-endian.
         impl Codec for $t {
+            const WIDTH: Option<usize> = Some(size_of::<$t>());
+
             fn encode(&self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_le_bytes());
             }
 
             fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
                 Ok(<$t>::from_le_bytes(take_array(input, stringify!($t))?))
+            }
+
+            fn decode_into<E: Extend<Self>>(
+                input: &mut &[u8],
+                count: usize,
+                out: &mut E,
+            ) -> Result<(), DecodeError> {
+                const W: usize = size_of::<$t>();
+                let Some(len) = count.checked_mul(W).filter(|&len| len <= input.len()) else {
+                    return Err(DecodeError {
+                        what: format!(
+                            concat!(stringify!($t), ": {} of them need {} bytes each, {} left"),
+                            count,
+                            W,
+                            input.len()
+                        ),
+                    });
+                };
+                let bytes = take(input, len, stringify!($t))?;
+                out.extend(bytes.chunks_exact(W).map(|chunk| {
+                    <$t>::from_le_bytes(chunk.try_into().expect("chunks of the width"))
+                }));
+                Ok(())
             }
         }
     )*};
@@ -137,6 +178,8 @@ macro_rules! pointer_sized {
         /// 8 bytes little-endian on every platform; a value that does not fit
         /// this platform's width fails to decode.
         impl Codec for $t {
+            const WIDTH: Option<usize> = Some(8);
+
             fn encode(&self, out: &mut Vec<u8>) {
                 (*self as $wide).encode(out);
             }
@@ -155,6 +198,8 @@ pointer_sized!(usize => u64, isize => i64);
 
 /// One byte, 0 or 1.
 impl Codec for bool {
+    const WIDTH: Option<usize> = Some(1);
+
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(u8::from(*self));
     }
@@ -205,6 +250,8 @@ length_prefixed! {
 
 /// The `N` bytes as they are, no prefix.
 impl<const N: usize> Codec for [u8; N] {
+    const WIDTH: Option<usize> = Some(N);
+
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self);
     }

@@ -6,8 +6,7 @@ use std::ops::{Bound, RangeBounds};
 
 use crate::engine::background::Background;
 use crate::engine::bulk;
-use crate::engine::search::Seek;
-use crate::engine::tree::{Action, Tree, leaf_of};
+use crate::engine::tree::{Action, Tree};
 use crate::store::FileStore;
 use crate::{Codec, Config, Error, Range, Report, Stats, Store};
 use std::path::Path;
@@ -86,8 +85,7 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
     where
         K: Borrow<Q>,
     {
-        let leaf = self.tree.seek(Seek::Key(key))?;
-        Ok(f(leaf_of(&leaf).get(key)))
+        self.tree.get_with(key, f)
     }
 
     /// True if `key` has a value.
@@ -311,6 +309,14 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
     #[doc(hidden)]
     pub fn evict_node_of(&self, key: &K, level: u32) -> Result<bool, Error> {
         self.tree.evict_node_of(key, level)
+    }
+
+    /// `get`, reading a ghost leaf through the cache whatever the budget
+    /// (for the loom models).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn get_through(&self, key: &K) -> Result<Option<V>, Error> {
+        self.tree.get_through(key)
     }
 
     /// What the tree has done since it was opened.

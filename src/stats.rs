@@ -27,6 +27,10 @@ pub struct Stats {
     pub last_checkpoint_error: Option<String>,
     /// Records read from the store.
     pub store_reads: u64,
+    /// Point reads answered from a ghost leaf's record without loading it
+    /// (the cache was full and the leaf not read often; each is also a
+    /// store read).
+    pub reads_through: u64,
     /// Records appended to the store (commit records not counted).
     pub store_writes: u64,
     /// Bytes of node versions alive in memory (loaded, being replaced, or

@@ -45,7 +45,10 @@ fn roundtrip<T: Codec>(v: &T) -> Result<T, TestCaseError> {
 
 fn rt<T: Codec + PartialEq + Debug>(v: T) -> Result<(), TestCaseError> {
     let back = roundtrip(&v)?;
-    prop_assert_eq!(back, v);
+    prop_assert_eq!(&back, &v);
+    if let Some(width) = T::WIDTH {
+        prop_assert_eq!(encode(&v).len(), width, "WIDTH says every encoding of {:?} has {} bytes", v, width);
+    }
     Ok(())
 }
 
@@ -61,6 +64,19 @@ fn rt_seq<T: Codec + PartialEq + Debug>(vs: Vec<T>) -> Result<(), TestCaseError>
         prop_assert_eq!(&back, v);
     }
     prop_assert!(input.is_empty());
+    // All at once, as a node's keys or values are decoded.
+    let mut all = Vec::new();
+    let mut input = &buf[..];
+    T::decode_into(&mut input, vs.len(), &mut all)
+        .map_err(|e| TestCaseError::fail(format!("decode_into: {e}")))?;
+    prop_assert_eq!(&all, &vs);
+    prop_assert!(input.is_empty());
+    if !buf.is_empty() {
+        prop_assert!(
+            T::decode_into(&mut &buf[..buf.len() - 1], vs.len(), &mut Vec::new()).is_err(),
+            "cut short"
+        );
+    }
     Ok(())
 }
 

@@ -396,3 +396,34 @@ fn a_merge_races_an_evictor_and_a_reader_over_a_store() {
         check_final(&tree, &[10, 20]);
     });
 }
+
+/// Reading through the cache (`src/engine/through.rs`): a reader looks a
+/// key up in a ghost leaf's record (whatever the budget: `get_through`)
+/// while a writer loads that leaf, writes it, and flushes: the checkpoint
+/// stores the leaf anew and frees its old record, which `MemoryStore` then
+/// refuses to read. The reader must get the value, never an error, and the
+/// write must be in the tree. The stores are not modelled (their locks are
+/// std's): a read through that let go of the slot's lock before its store
+/// read passes here, and fails `tests/read_through.rs`, whose store holds
+/// the read open while a writer tries to get in.
+#[test]
+fn a_read_through_races_a_write_and_a_flush_that_frees_its_record() {
+    static READ_THROUGH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    model(|| {
+        let tree = stored_tree(Config::new().leaf_capacity(2).branch_capacity(3), &[10, 20, 30]);
+        let writer = thread::spawn({
+            let tree = Arc::clone(&tree);
+            move || {
+                assert_eq!(tree.insert(11, 11).unwrap(), None);
+                tree.flush().unwrap();
+            }
+        });
+        assert_eq!(tree.get_through(&10).unwrap(), Some(10), "a read through missed a key");
+        if tree.stats().reads_through > 0 {
+            READ_THROUGH.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        writer.join().unwrap();
+        check_final(&tree, &[10, 11, 20, 30]);
+    });
+    assert!(READ_THROUGH.load(std::sync::atomic::Ordering::Relaxed), "no execution read through");
+}

@@ -318,7 +318,12 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// the nodes right of a child that split without posting yet (reached
     /// through right links, at `epoch`), each with its `low` as separator.
     #[allow(clippy::type_complexity)]
-    fn posted(&self, stored: &Stored<K, V>, node: &Node<K, V>, epoch: u64) -> Result<(Vec<K>, Vec<Arc<Slot<K, V>>>), Error> {
+    fn posted(
+        &self,
+        stored: &Stored<K, V>,
+        node: &Node<K, V>,
+        epoch: u64,
+    ) -> Result<(Vec<K>, Vec<Arc<Slot<K, V>>>), Error> {
         let branch = node.as_branch().expect("called on branches");
         let mut keys = Vec::with_capacity(branch.keys.len());
         let mut children = Vec::with_capacity(branch.children.len());
@@ -347,7 +352,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 // A node ending before its bound has a right neighbour; an
                 // image without it would lose that neighbour's keys.
                 let Some(right) = right else {
-                    return Err(Error::Internal { what: "a node ends before its parent's bound, with no right link" });
+                    return Err(Error::Internal {
+                        what: "a node ends before its parent's bound, with no right link",
+                    });
                 };
                 let right = self.live(stored, right, epoch)?;
                 keys.push(high);
@@ -367,16 +374,21 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     ///
     /// If that node was merged into its left neighbour after `epoch`, no
     /// descent finds it: its slot is among the retired ones.
-    fn live(&self, stored: &Stored<K, V>, slot: Arc<Slot<K, V>>, epoch: u64) -> Result<Arc<Slot<K, V>>, Error> {
+    fn live(
+        &self,
+        stored: &Stored<K, V>,
+        slot: Arc<Slot<K, V>>,
+        epoch: u64,
+    ) -> Result<Arc<Slot<K, V>>, Error> {
         let Some((level, low)) = slot.detached() else { return Ok(slot) };
         let found = self.descend::<true, K>(low.as_ref().map_or(Seek::First, Seek::Key), level)?;
         if found.node.low == low {
             return Ok(Arc::clone(found.slot.arc()));
         }
         drop(found);
-        stored.retired_after(epoch, level, low.as_ref()).ok_or(Error::Internal {
-            what: "a link to a node merged away, found neither live nor retired",
-        })
+        stored
+            .retired_after(epoch, level, low.as_ref())
+            .ok_or(Error::Internal { what: "a link to a node merged away, found neither live nor retired" })
     }
 }
 

@@ -147,12 +147,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         target: &Target<K, V>,
     ) -> Result<Node<K, V>, Error> {
         let address = target.address();
-        let record = stored.store.read(address).map_err(|e| match e.kind() {
-            // The store found the record damaged (a checksum, a length).
-            std::io::ErrorKind::InvalidData => Error::Corrupt { address: Some(address), what: e.to_string() },
-            _ => Error::io("reading a node", Some(address), e),
-        })?;
-        Counters::bump(&stored.counters.store_reads);
+        let record = stored.read(address)?;
         let expected = match target {
             Target::Described(ghost) => {
                 Expected { level: ghost.level, bounds: Some((ghost.low.as_ref(), ghost.high.as_ref())) }

@@ -17,5 +17,6 @@ pub(crate) mod slot;
 pub(crate) mod stored;
 pub(crate) mod striped;
 pub(crate) mod sync;
+mod through;
 pub(crate) mod tree;
 pub(crate) mod wait;

@@ -73,7 +73,9 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use super::node::{Node, prefetch};
-use super::sync::{AtomicArc, AtomicBool, AtomicU16, Mutex, Ordering, Snapshot, lock, snapshot_into_arc};
+use super::sync::{
+    AtomicArc, AtomicBool, AtomicU16, AtomicU32, Mutex, Ordering, Snapshot, lock, snapshot_into_arc,
+};
 use super::wait::Wait;
 use crate::Error;
 use crate::store::Address;
@@ -91,6 +93,10 @@ pub(crate) struct Slot<K, V> {
     queued: AtomicBool,
     /// The child the evictor last found loaded (a branch's; see `evict`).
     loaded_child: AtomicU16,
+    /// When a point read last read this ghost through the cache, in windows
+    /// of store reads (0: never; see `through.rs`). In the padding before
+    /// `stands`: the slot stays 64 bytes.
+    read_through: AtomicU32,
     stands: Mutex<Stands<K, V>>,
 }
 
@@ -263,6 +269,7 @@ impl<K, V> Slot<K, V> {
             cooling: AtomicBool::new(false),
             queued: AtomicBool::new(false),
             loaded_child: AtomicU16::new(0),
+            read_through: AtomicU32::new(0),
             stands: Mutex::new(stands),
         })
     }
@@ -454,6 +461,39 @@ impl<K, V> Slot<K, V> {
     /// True if the slot is detached (its parent was evicted; terminal).
     pub(crate) fn is_detached(&self) -> bool {
         matches!(&*lock(&self.stands), Stands::Detached(_))
+    }
+
+    /// Notes a read through this ghost in window `now` (`through.rs`);
+    /// true if the one before was in this window or the last: the node is
+    /// read often enough to be worth loading.
+    pub(crate) fn read_again(&self, now: u32) -> bool {
+        // Relaxed: a hint choosing between loading the node and reading
+        // its record; either gives the right answer.
+        let last = self.read_through.swap(now, Ordering::Relaxed);
+        last != 0 && now.wrapping_sub(last) <= 1
+    }
+
+    /// Runs `read` on the address and level of the record this slot stands
+    /// for, if it is a ghost (not loaded, loading, frozen or detached),
+    /// holding the slot's lock. A ghost leaves that state only by a load,
+    /// which starts under this lock (`access`): so until `read` returns the
+    /// node is not written, no checkpoint supersedes the record, and its
+    /// space is not freed for reuse. `None` if the slot is not such a ghost.
+    pub(crate) fn with_record<R>(
+        &self,
+        sentinel: &Sentinel<K, V>,
+        read: impl FnOnce(Address, u32) -> R,
+    ) -> Option<R> {
+        let stands = lock(&self.stands);
+        if !self.state.holds(&sentinel.0) {
+            return None;
+        }
+        let (address, level) = match &*stands {
+            Stands::Ghost(ghost) => (ghost.address, ghost.level),
+            Stands::Record { address, level } => (*address, *level),
+            Stands::Node | Stands::Detached(_) => return None,
+        };
+        Some(read(address, level))
     }
 
     /// Where the live slot of a detached one is: the node on `level`

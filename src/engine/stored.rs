@@ -34,6 +34,8 @@ pub(crate) struct Stored<K, V> {
     health: Mutex<Option<Error>>,
     /// What checkpoints free besides the nodes they write (`checkpoint.rs`).
     superseded: Mutex<Superseded<K, V>>,
+    /// Store reads per window of `through.rs`.
+    through_window: u64,
     /// Last: it must outlive every version (fields drop in order; see
     /// `account.rs`).
     account: AccountBox,
@@ -57,11 +59,14 @@ pub(crate) struct Codecs<K, V> {
     pub(crate) decode: DecodeNode<K, V>,
     pub(crate) encode_leaf: EncodeLeaf<K, V>,
     pub(crate) encode_branch: EncodeBranch<K>,
+    pub(crate) search_leaf: SearchLeaf<K, V>,
 }
 
 type DecodeNode<K, V> = fn(&[u8], &Expected<'_, K>) -> Result<Decoded<K, V>, String>;
 type EncodeLeaf<K, V> = fn(Option<&K>, Option<&K>, &[K], &[V]) -> Result<Vec<u8>, TooLarge>;
 type EncodeBranch<K> = fn(u32, Option<&K>, Option<&K>, &[K], &[Address]) -> Result<Vec<u8>, TooLarge>;
+type SearchLeaf<K, V> =
+    fn(&[u8], &mut dyn FnMut(&K) -> std::cmp::Ordering) -> Result<Option<Option<V>>, String>;
 
 /// Clock steps one thread takes per call, at most: bounds what a reader pays
 /// for the others (the per-thread slack over the budget), also when nothing
@@ -82,6 +87,7 @@ impl<K, V> Stored<K, V> {
                 decode: format::decode_node::<K, V>,
                 encode_leaf: format::encode_leaf::<K, V>,
                 encode_branch: format::encode_branch::<K>,
+                search_leaf: format::search_leaf::<K, V>,
             },
             counters: Counters::default(),
             epochs: Epochs::new(epoch, len),
@@ -90,12 +96,41 @@ impl<K, V> Stored<K, V> {
             superseded: Mutex::new(Superseded { retired: Vec::new(), extra_root: None }),
             schedule: Schedule::default(),
             health: Mutex::new(None),
+            // Half the nodes of about 1 KiB the budget holds.
+            through_window: (budget as u64 / 2048).max(16),
             account: AccountBox::new(budget),
         }
     }
 
     pub(crate) fn account(&self) -> &'static Account {
         self.account.get()
+    }
+
+    /// The record at `address`, counted.
+    pub(crate) fn read(&self, address: Address) -> Result<Vec<u8>, Error> {
+        let record = self.store.read(address).map_err(|e| match e.kind() {
+            // The store found the record damaged (a checksum, a length).
+            std::io::ErrorKind::InvalidData => Error::Corrupt { address: Some(address), what: e.to_string() },
+            _ => Error::io("reading a node", Some(address), e),
+        })?;
+        Counters::bump(&self.counters.store_reads);
+        Ok(record)
+    }
+
+    /// Whether a point read that met the ghost leaf `slot` reads its record
+    /// instead of loading it: when resident bytes are at the budget (within
+    /// a sixteenth: eviction keeps them just under it), unless it was read
+    /// through lately (`through.rs`).
+    pub(crate) fn reads_through(&self, slot: &Slot<K, V>) -> bool {
+        let account = self.account();
+        if account.resident() < account.budget() - account.budget() / 16 {
+            return false;
+        }
+        // Relaxed: a statistic read as a coarse clock; any recent value does.
+        let reads = self.counters.store_reads.load(Ordering::Relaxed);
+        // Truncated: windows wrap, and a comparison of neighbours still holds.
+        let now = ((reads / self.through_window) as u32).max(1);
+        !slot.read_again(now)
     }
 
     /// Notes how a checkpoint ended: a failure is kept until one succeeds.
@@ -246,6 +281,7 @@ pub(crate) struct Counters {
     pub(crate) checkpoint_failures: AtomicU64,
     pub(crate) store_reads: AtomicU64,
     pub(crate) store_writes: AtomicU64,
+    pub(crate) reads_through: AtomicU64,
 }
 
 impl Counters {
@@ -269,6 +305,7 @@ impl Counters {
             checkpoint_failures: get(&self.checkpoint_failures),
             store_reads: get(&self.store_reads),
             store_writes: get(&self.store_writes),
+            reads_through: get(&self.reads_through),
             ..Stats::default()
         }
     }

@@ -1,5 +1,6 @@
 //! ghostbtree over its file store: `insert` from every thread (lock-free,
-//! no transaction), `flush` for a durable checkpoint.
+//! no transaction), `flush` for a durable checkpoint. `GB_PEERS_LEAF=n`
+//! sets its leaf capacity (default: the crate's).
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,7 +14,11 @@ pub struct Ghost(BTree<u64, u64>);
 
 impl Db for Ghost {
     fn open(dir: &Path, budget: usize) -> Result<Self> {
-        let tree = BTree::open_file(dir.join("data.gbt"), Config::new().memory_budget(budget))?;
+        let mut config = Config::new().memory_budget(budget);
+        if let Some(leaf) = std::env::var("GB_PEERS_LEAF").ok().and_then(|leaf| leaf.parse().ok()) {
+            config = config.leaf_capacity(leaf);
+        }
+        let tree = BTree::open_file(dir.join("data.gbt"), config)?;
         Ok(Ghost(tree))
     }
 
