@@ -253,6 +253,7 @@ impl<K: Ord + Clone + Codec, V: Clone + Codec> Tree<K, V> {
     /// The tree the store's commit record names, every node a ghost (reads
     /// only the commit record); an empty tree if the store has none.
     pub(crate) fn open(store: Arc<dyn Store>, config: Config) -> Result<Tree<K, V>, Error> {
+        let config = config.for_store();
         let commit = store.read_commit().map_err(|e| Error::io("reading the commit record", None, e))?;
         let commit = commit
             .map(|record| {
