@@ -69,6 +69,7 @@ impl Db for Ghost {
             ("gb_live_bytes", s.live_bytes as f64),
             ("gb_checkpoints", s.checkpoints as f64),
             ("gb_loads", s.loads as f64),
+            ("gb_reads_through", s.reads_through as f64),
             ("gb_evictions", s.evictions as f64),
             ("gb_store_writes", s.store_writes as f64),
         ]
