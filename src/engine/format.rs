@@ -418,6 +418,7 @@ mod tests {
 
     proptest! {
         #[test]
+        #[cfg_attr(miri, ignore = "slow under Miri, and no unsafe code")]
         fn searching_a_record_agrees_with_decoding_it(
             keys in proptest::collection::btree_set(10u32..1000, 0..40),
             below in 0u32..10,
@@ -448,6 +449,7 @@ mod tests {
         }
 
         #[test]
+        #[cfg_attr(miri, ignore = "slow under Miri, and no unsafe code")]
         fn searching_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200), probe in any::<u32>()) {
             let _ = search_leaf::<u32, u64>(&bytes, &mut |k: &u32| k.cmp(&probe));
             let _ = search_leaf::<String, String>(&bytes, &mut |k: &String| k.as_str().cmp("k"));
