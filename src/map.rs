@@ -311,6 +311,14 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
         self.tree.evict_node_of(key, level)
     }
 
+    /// Writes the dirty nodes back without a commit (a spill, as writers do
+    /// when dirty bytes fill half the budget). Only in the loom model build.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn spill(&self) -> Result<(), Error> {
+        self.tree.write_back(crate::engine::stored::Ending::Spill)
+    }
+
     /// `get`, reading a ghost leaf through the cache whatever the budget
     /// (for the loom models).
     #[cfg(loom)]

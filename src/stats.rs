@@ -17,11 +17,16 @@ pub struct Stats {
     /// Nodes turned back into ghosts to stay within the memory budget.
     pub evictions: u64,
     /// Checkpoints completed (by `flush`, the checkpoint thread, or writers
-    /// because dirty bytes filled half the budget).
+    /// once much was written back since the last one).
     pub checkpoints: u64,
-    /// Checkpoints that failed (the store's error; the previous checkpoint
-    /// stays the durable state, and the next one tries again).
+    /// Checkpoints that failed, spills included (the store's error; the
+    /// previous checkpoint stays the durable state, and the next one tries
+    /// again).
     pub checkpoint_failures: u64,
+    /// Times dirty nodes were written back to the store without a commit,
+    /// so that they could be evicted (a *spill*: dirty bytes filled part of
+    /// the budget). The next checkpoint makes them durable.
+    pub spills: u64,
     /// The error of the last checkpoint, if it failed (cleared by the next
     /// one that succeeds); [`BTree::health`](crate::BTree::health) returns it.
     pub last_checkpoint_error: Option<String>,

@@ -43,6 +43,12 @@ impl Store for SlowStore {
     fn abandon(&self) {
         self.inner.abandon()
     }
+    fn rollback(&self) {
+        self.inner.rollback()
+    }
+    fn settle(&self) -> io::Result<()> {
+        self.inner.settle()
+    }
     fn sync(&self) -> io::Result<()> {
         self.inner.sync()
     }

@@ -1,17 +1,21 @@
-//! The checkpoint thread of a tree over a file: it checkpoints every
-//! `Config::checkpoint_interval`, and sooner when writers find dirty bytes
-//! past a quarter of the budget; a failed checkpoint's error is kept (for
+//! The checkpoint thread of a tree over a file: it commits a checkpoint
+//! every `Config::checkpoint_interval` if anything changed, and spills
+//! (writes dirty nodes back without a commit, `checkpoint.rs`) when writers
+//! find dirty bytes past a quarter of the budget, or commits then if one is
+//! due (`Stored::commit_due`). A failed checkpoint's error is kept (for
 //! `flush`, `stats` and `health`) and the next round tries again. The
 //! thread stops when its [`Background`] drops, after a last checkpoint if
 //! the config asks for one.
 //!
 //! Backpressure is the writers' part (`Tree::checkpoint_if_dirty`): past
-//! half the budget they checkpoint themselves, or wait for the checkpoint
+//! half the budget they spill themselves, or wait for the checkpoint
 //! running, so dirty bytes cannot outrun the store.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::schedule::Woke;
+use super::stored::Ending;
 use super::tree::Tree;
 
 /// The running checkpoint thread; dropping it stops the thread and waits
@@ -36,13 +40,26 @@ where
         let thread = std::thread::Builder::new().name("ghostbtree-checkpoint".into()).spawn(move || {
             let tree = for_thread;
             let stored = tree.stored.as_ref().expect("a tree over a store");
-            while stored.schedule.wait(interval) {
-                if stored.account().dirty() > 0 {
+            // Nudges may come faster than the interval: it is kept by the
+            // clock, not by timeouts.
+            let mut last_commit = Instant::now();
+            loop {
+                let woke = stored.schedule.wait(interval.saturating_sub(last_commit.elapsed()));
+                let ending = match woke {
+                    Woke::Stop => break,
+                    _ if last_commit.elapsed() >= interval || stored.commit_due() => Ending::Commit,
+                    Woke::Nudged => Ending::Spill,
+                    Woke::Timeout => continue,
+                };
+                if ending == Ending::Commit {
+                    last_commit = Instant::now();
+                }
+                if stored.uncommitted() {
                     // Kept in `Stored::health` by the checkpoint itself.
-                    let _ = tree.checkpoint();
+                    let _ = tree.write_back(ending);
                 }
             }
-            if last_flush && stored.account().dirty() > 0 {
+            if last_flush && stored.uncommitted() {
                 let _ = tree.checkpoint();
             }
         });

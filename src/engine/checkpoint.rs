@@ -32,6 +32,26 @@
 //! names move on only then, so a failed checkpoint frees nothing and the
 //! next one frees the same records again.
 //!
+//! # Spills: written back, not committed
+//!
+//! A *spill* is the same walk without the sync and the commit record
+//! (`Ending::Spill`): the store settles what it appended and freed
+//! (`Store::settle`), and the nodes written count as stored, so they are
+//! clean and may be evicted; the image is not durable. Writers spill when
+//! dirty bytes fill half the budget, so random writes over a tree much
+//! larger than the budget cost no sync each time the budget fills (two
+//! `fdatasync`s a checkpoint); `flush`, the checkpoint thread's interval
+//! and the space the file cannot reuse before a commit (`Stored::commit_due`)
+//! decide when a commit follows. The next commit's walk finds the spilled
+//! nodes stored, names their records, and frees what it supersedes, spilled
+//! records included: to the store, everything appended and freed between
+//! two commits belongs to the second.
+//!
+//! So after a spill `named` is the record of the last *image*, durable or
+//! not: what the next image supersedes when it writes the node anew. A
+//! crash before the next commit comes back to the last one, which names
+//! none of the spilled records (they lie in space free at that commit).
+//!
 //! # What gets rewritten
 //!
 //! A leaf version is written once: its image depends on nothing else, and
@@ -48,7 +68,7 @@ use super::format::{Commit, encode_commit};
 use super::node::{Body, Branch, Node};
 use super::search::Seek;
 use super::slot::{GhostView, NodeArc, Slot};
-use super::stored::{Counters, Stored};
+use super::stored::{Counters, Ending, Stored};
 use super::sync::once_in;
 use super::tree::Tree;
 use crate::Error;
@@ -103,15 +123,22 @@ fn at_epoch<K: Clone, V>(slot: &Slot<K, V>, epoch: u64, links: bool) -> AtEpoch<
 impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     /// Writes a checkpoint (see the module docs). A no-op without a store.
     pub(crate) fn checkpoint(&self) -> Result<(), Error> {
+        self.write_back(Ending::Commit)
+    }
+
+    /// Writes a checkpoint, or with `Ending::Spill` only writes the dirty
+    /// nodes back. A no-op without a store.
+    pub(crate) fn write_back(&self, ending: Ending) -> Result<(), Error> {
         let Some(stored) = &self.stored else { return Ok(()) };
-        self.checkpoint_closed(stored, stored.epochs.close())
+        self.checkpoint_closed(stored, stored.epochs.close(), ending)
     }
 
     /// Keeps dirty bytes (which cannot be evicted) within the budget, then
     /// evicts if resident bytes exceed it. Past a quarter of the budget the
-    /// checkpoint thread is nudged; past half, the writer checkpoints
-    /// itself, or waits for the checkpoint running and looks again
-    /// (backpressure: writers cannot outrun the store). Called by writers
+    /// checkpoint thread is nudged (it spills); past half, the writer
+    /// spills itself (or commits, when one is due), or waits for the
+    /// checkpoint running and looks again (backpressure: writers cannot
+    /// outrun the store). Called by writers
     /// after their operation, so never while registered in an epoch; looks
     /// every 32nd write of a thread. An error here is not the write's: the
     /// write took effect, and `flush`, `stats` and `health` report the
@@ -127,8 +154,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         }
         while account.dirty() > account.budget() / 2 {
             if let Some(closed) = stored.epochs.try_close() {
+                let ending = if stored.commit_due() { Ending::Commit } else { Ending::Spill };
                 // One per writer: under a failing store, dirty bytes stay.
-                let _ = self.checkpoint_closed(stored, closed);
+                let _ = self.checkpoint_closed(stored, closed, ending);
                 break;
             }
             stored.epochs.wait_idle();
@@ -138,21 +166,26 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         stored.evict_if_over_budget();
     }
 
-    fn checkpoint_closed(&self, stored: &Stored<K, V>, closed: Closed<'_>) -> Result<(), Error> {
+    fn checkpoint_closed(
+        &self,
+        stored: &Stored<K, V>,
+        closed: Closed<'_>,
+        ending: Ending,
+    ) -> Result<(), Error> {
         // A failed (or panicking) image names none of what it appended.
         let attempt = Attempt(&*stored.store);
-        let written = self.write_image(stored, closed.epoch, closed.len);
+        let written = self.write_image(stored, closed.epoch, closed.len, ending);
         if written.is_ok() {
             std::mem::forget(attempt);
         } else {
             drop(attempt);
         }
         drop(closed);
-        stored.checkpointed(&written);
+        stored.checkpointed(&written, ending);
         written
     }
 
-    fn write_image(&self, stored: &Stored<K, V>, epoch: u64, len: u64) -> Result<(), Error> {
+    fn write_image(&self, stored: &Stored<K, V>, epoch: u64, len: u64, ending: Ending) -> Result<(), Error> {
         let (root, level) = self.root_at(epoch)?;
         // The root may have split without a new root above it yet: then the
         // image gets a root over the whole top level.
@@ -191,13 +224,21 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         for address in superseded.filter(|a| !names(a)).chain(gone).chain(stored.extra_root()) {
             store.free(address).map_err(|e| Error::io("freeing a superseded record", Some(address), e))?;
         }
-        store.sync().map_err(|e| Error::io("syncing a checkpoint", None, e))?;
-        let commit = encode_commit(&Commit { root: address, level, epoch, len })
-            .map_err(|what| Error::Internal { what })?;
-        store.write_commit(&commit).map_err(|e| Error::io("writing the commit record", None, e))?;
-        stored.committed(extra_root, &retired);
-        // Only now are the records part of the stored tree. Marked before,
-        // a failure after them would let the next checkpoint reuse a child's
+        match ending {
+            Ending::Commit => {
+                store.sync().map_err(|e| Error::io("syncing a checkpoint", None, e))?;
+                let commit = encode_commit(&Commit { root: address, level, epoch, len })
+                    .map_err(|what| Error::Internal { what })?;
+                store.write_commit(&commit).map_err(|e| Error::io("writing the commit record", None, e))?;
+            }
+            Ending::Spill => {
+                store.settle().map_err(|e| Error::io("writing nodes back (a spill)", None, e))?;
+            }
+        }
+        stored.imaged(extra_root, &retired, ending);
+        // Only now are the records part of the stored tree (committed, or
+        // settled: no failed attempt takes them back). Marked before, a
+        // failure after them would let the next checkpoint reuse a child's
         // new record under a parent whose old record it never rewrote.
         // Parents first: a child still unmarked is dirty, so it cannot be a
         // ghost, so its parent cannot be evicted with a record naming the
@@ -412,5 +453,6 @@ fn append<K, V>(stored: &Stored<K, V>, record: &[u8]) -> Result<Address, Error> 
         });
     }
     Counters::bump(&stored.counters.store_writes);
+    stored.appended(record.len());
     Ok(address)
 }

@@ -13,6 +13,15 @@ pub(crate) struct Schedule {
     changed: Condvar,
 }
 
+/// Why [`Schedule::wait`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Woke {
+    Nudged,
+    Timeout,
+    /// Told to stop.
+    Stop,
+}
+
 #[derive(Default)]
 struct Wake {
     /// A thread is running (writers nudge it instead of checkpointing).
@@ -33,14 +42,18 @@ impl Schedule {
         wake.running
     }
 
-    /// Waits up to `interval` for a nudge; `false` once told to stop.
-    pub(crate) fn wait(&self, interval: Duration) -> bool {
+    /// Waits up to `timeout` for a nudge.
+    pub(crate) fn wait(&self, timeout: Duration) -> Woke {
         let mut wake = lock(&self.state);
         if !wake.nudged && !wake.stop {
-            wake = wait_timeout(&self.changed, wake, interval);
+            wake = wait_timeout(&self.changed, wake, timeout);
         }
-        wake.nudged = false;
-        !wake.stop
+        let nudged = std::mem::take(&mut wake.nudged);
+        match (wake.stop, nudged) {
+            (true, _) => Woke::Stop,
+            (false, true) => Woke::Nudged,
+            (false, false) => Woke::Timeout,
+        }
     }
 
     pub(crate) fn set_running(&self, running: bool) {

@@ -36,9 +36,22 @@ pub(crate) struct Stored<K, V> {
     superseded: Mutex<Superseded<K, V>>,
     /// Store reads per window of `through.rs`.
     through_window: u64,
+    /// Bytes appended since the last commit: space the store cannot reuse
+    /// before the next one (`commit_due`).
+    pending: AtomicU64,
     /// Last: it must outlive every version (fields drop in order; see
     /// `account.rs`).
     account: AccountBox,
+}
+
+/// How a checkpoint's walk ends (`checkpoint.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Synced, then the commit record: the image is the durable state.
+    Commit,
+    /// Settled only: the nodes are clean, the next commit names them
+    /// (`checkpoint.rs`, "Spills").
+    Spill,
 }
 
 /// Records no node will free by being written anew.
@@ -98,6 +111,7 @@ impl<K, V> Stored<K, V> {
             health: Mutex::new(None),
             // Half the nodes of about 1 KiB the budget holds.
             through_window: (budget as u64 / 2048).max(16),
+            pending: AtomicU64::new(0),
             account: AccountBox::new(budget),
         }
     }
@@ -133,12 +147,44 @@ impl<K, V> Stored<K, V> {
         !slot.read_again(now)
     }
 
-    /// Notes how a checkpoint ended: a failure is kept until one succeeds.
-    pub(crate) fn checkpointed(&self, result: &Result<(), Error>) {
-        let counter =
-            if result.is_ok() { &self.counters.checkpoints } else { &self.counters.checkpoint_failures };
+    /// A checkpoint appended a record of `bytes`.
+    pub(crate) fn appended(&self, bytes: usize) {
+        // Relaxed: written by checkpoints only, one at a time (the epochs'
+        // close orders them); writers read it as a hint (`commit_due`), and
+        // the checkpoint thread's last look (`uncommitted`) comes after the
+        // tree's owner stopped writing (a lock hand-off orders them).
+        self.pending.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Whether dirty nodes written back now should be committed rather
+    /// than spilled: once the records appended since the last commit pass
+    /// the budget or half the live data, whichever is more. Until a commit,
+    /// the store cannot reuse the space they supersede, so this bounds the
+    /// file's growth between commits to about half the live data; below it,
+    /// spills spare the syncs of a commit.
+    pub(crate) fn commit_due(&self) -> bool {
+        let pending = self.pending.load(Ordering::Relaxed);
+        pending > (self.account().budget() as u64).max(self.store.usage().live_bytes / 2)
+    }
+
+    /// Whether anything was written since the last commit, dirty or spilled.
+    pub(crate) fn uncommitted(&self) -> bool {
+        self.account().dirty() > 0 || self.pending.load(Ordering::Relaxed) > 0
+    }
+
+    /// Notes how a checkpoint ended: a failure is kept until a commit
+    /// succeeds (a spill that succeeds leaves the durable state behind).
+    pub(crate) fn checkpointed(&self, result: &Result<(), Error>, ending: Ending) {
+        let counter = match (result, ending) {
+            (Err(_), _) => &self.counters.checkpoint_failures,
+            (Ok(()), Ending::Commit) => &self.counters.checkpoints,
+            (Ok(()), Ending::Spill) => &self.counters.spills,
+        };
         Counters::bump(counter);
-        *lock(&self.health) = result.as_ref().err().cloned();
+        match result {
+            Ok(()) if ending == Ending::Spill => {}
+            _ => *lock(&self.health) = result.as_ref().err().cloned(),
+        }
     }
 
     /// The error of the last checkpoint, if it failed.
@@ -199,9 +245,13 @@ impl<K, V> Stored<K, V> {
         lock(&self.superseded).extra_root
     }
 
-    /// A commit freeing the records of `gone` (from `retired_unlisted`) is
-    /// durable, and its image has `extra_root`.
-    pub(crate) fn committed(&self, extra_root: Option<Address>, gone: &[Arc<Named>]) {
+    /// An image freeing the records of `gone` (from `retired_unlisted`) is
+    /// committed or settled (`ending`), and it has `extra_root`.
+    pub(crate) fn imaged(&self, extra_root: Option<Address>, gone: &[Arc<Named>], ending: Ending) {
+        if ending == Ending::Commit {
+            // Relaxed: see `appended`.
+            self.pending.store(0, Ordering::Relaxed);
+        }
         let mut superseded = lock(&self.superseded);
         superseded.extra_root = extra_root;
         for named in gone {
@@ -259,6 +309,15 @@ impl<K: PartialEq + Clone, V> Stored<K, V> {
     }
 }
 
+impl<K, V> Drop for Stored<K, V> {
+    fn drop(&mut self) {
+        // What was spilled since the last commit is garbage now: no commit
+        // will name it (a tree opened on this store next starts from the
+        // last commit).
+        self.store.rollback();
+    }
+}
+
 /// Eviction stays paused while this lives (see [`Stored::pause_eviction`]);
 /// dropping it evicts what the pause let in over the budget.
 pub(crate) struct Paused<'a, K: PartialEq + Clone, V>(&'a Stored<K, V>);
@@ -279,6 +338,7 @@ pub(crate) struct Counters {
     pub(crate) evictions: AtomicU64,
     pub(crate) checkpoints: AtomicU64,
     pub(crate) checkpoint_failures: AtomicU64,
+    pub(crate) spills: AtomicU64,
     pub(crate) store_reads: AtomicU64,
     pub(crate) store_writes: AtomicU64,
     pub(crate) reads_through: AtomicU64,
@@ -303,6 +363,7 @@ impl Counters {
             evictions: get(&self.evictions),
             checkpoints: get(&self.checkpoints),
             checkpoint_failures: get(&self.checkpoint_failures),
+            spills: get(&self.spills),
             store_reads: get(&self.store_reads),
             store_writes: get(&self.store_writes),
             reads_through: get(&self.reads_through),

@@ -29,6 +29,8 @@ struct Commit {
     record: Option<Vec<u8>>,
     /// Freed for the next commit.
     freed: Vec<Address>,
+    /// How many of `freed` were settled (`Store::settle`): kept by `abandon`.
+    settled: usize,
     /// Bytes of records not freed, at the last commit and now.
     live_bytes: u64,
     held_bytes: u64,
@@ -110,12 +112,27 @@ impl Store for MemoryStore {
             commit.held_bytes -= gone.len() as u64;
         }
         commit.record = Some(record.to_vec());
+        commit.settled = 0;
         commit.live_bytes = commit.held_bytes;
         Ok(())
     }
 
+    fn settle(&self) -> io::Result<()> {
+        let mut commit = self.commit();
+        commit.settled = commit.freed.len();
+        Ok(())
+    }
+
     fn abandon(&self) {
-        self.commit().freed.clear();
+        let mut commit = self.commit();
+        let settled = commit.settled;
+        commit.freed.truncate(settled);
+    }
+
+    fn rollback(&self) {
+        let mut commit = self.commit();
+        commit.freed.clear();
+        commit.settled = 0;
     }
 
     fn usage(&self) -> Usage {

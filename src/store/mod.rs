@@ -61,6 +61,19 @@ pub trait Store: Send + Sync {
     /// Makes every record appended so far durable.
     fn sync(&self) -> io::Result<()>;
 
+    /// The records appended and the frees given so far belong to the
+    /// commit being prepared, whatever becomes of the attempt that follows:
+    /// the tree wrote nodes back to make room in memory (a *spill*) and now
+    /// reads them from those records, so a later [`abandon`](Store::abandon)
+    /// must neither reuse their space nor void those frees. Nothing need be
+    /// durable. A store that buffers appends in memory writes them out here.
+    ///
+    /// A store whose `abandon` does nothing (the default) needs nothing
+    /// here either.
+    fn settle(&self) -> io::Result<()> {
+        Ok(())
+    }
+
     /// The current commit record, or `None` if none was ever written.
     fn read_commit(&self) -> io::Result<Option<Vec<u8>>>;
 
@@ -71,10 +84,20 @@ pub trait Store: Send + Sync {
 
     /// The commit being prepared will not be written (the checkpoint
     /// failed before it, or the store failed it): no commit names the
-    /// records appended since the last one, and the frees given for it are
-    /// void (the tree gives them again). The tree calls it after every
-    /// failed attempt, also after a failed `sync` or `write_commit`.
+    /// records appended since the last commit or [`settle`](Store::settle),
+    /// and the frees given since then are void (the tree gives them
+    /// again). The tree calls it after every failed attempt, also after a
+    /// failed `sync` or `write_commit`.
     fn abandon(&self) {}
+
+    /// Voids everything since the last commit, settled or not: the tree
+    /// over the store is dropped, and no commit will name what it spilled.
+    /// The default is
+    /// [`abandon`](Store::abandon), enough for a store without
+    /// [`settle`](Store::settle).
+    fn rollback(&self) {
+        self.abandon()
+    }
 
     /// How much space the store takes and how much of it the last commit
     /// names. Zeros if the store does not know.
@@ -110,8 +133,14 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn free(&self, address: Address) -> io::Result<()> {
         (**self).free(address)
     }
+    fn settle(&self) -> io::Result<()> {
+        (**self).settle()
+    }
     fn abandon(&self) {
         (**self).abandon()
+    }
+    fn rollback(&self) {
+        (**self).rollback()
     }
     fn usage(&self) -> Usage {
         (**self).usage()

@@ -33,10 +33,11 @@ pub enum Op {
     Sync,
     ReadCommit,
     WriteCommit,
+    Settle,
 }
 
 impl Op {
-    pub const ALL: [Op; 5] = [Op::Read, Op::Append, Op::Sync, Op::ReadCommit, Op::WriteCommit];
+    pub const ALL: [Op; 6] = [Op::Read, Op::Append, Op::Sync, Op::ReadCommit, Op::WriteCommit, Op::Settle];
 }
 
 /// The knobs and counters of one kind of call.
@@ -53,7 +54,7 @@ struct Knobs {
 
 #[derive(Default)]
 struct Faults {
-    knobs: [Knobs; 5],
+    knobs: [Knobs; 6],
     /// splitmix64 state.
     rng: AtomicU64,
     read_delay_micros: AtomicU64,
@@ -230,6 +231,14 @@ impl Store for FaultyStore {
 
     fn abandon(&self) {
         self.inner.abandon()
+    }
+
+    fn rollback(&self) {
+        self.inner.rollback()
+    }
+    fn settle(&self) -> io::Result<()> {
+        self.check(Op::Settle)?;
+        self.inner.settle()
     }
 
     fn sync(&self) -> io::Result<()> {

@@ -34,6 +34,12 @@
 //! (the attempt's superblock may have reached the disk whole). The caller
 //! names none of them again (the tree writes its nodes anew).
 //!
+//! A spill (`Store::settle`) writes the buffered records out, without a
+//! sync: the tree evicts the nodes it wrote and reads them back from
+//! there, and the next commit names them. A failed attempt after it keeps
+//! its frames and its frees; until that commit, they lie in space free at
+//! the last one, like every other append.
+//!
 //! A new file is written whole under a temporary name, synced, renamed into
 //! place, and its directory synced: a crash leaves no file or a valid one.
 //!
@@ -92,10 +98,14 @@ struct Writer {
     /// Free space: read from the committed free list at the first append
     /// or free, so that open reads no more than the superblocks.
     space: Option<Space>,
-    /// Frames appended since the last commit.
+    /// Frames appended since the last commit or settle.
     appended: Vec<Extent>,
-    /// Records freed for the next commit.
+    /// Records freed for the next commit since the last commit or settle.
     freed: Vec<Extent>,
+    /// Frames appended and records freed before a settle since the last
+    /// commit (`Store::settle`): a failed attempt keeps them.
+    settled: Vec<Extent>,
+    settled_freed: Vec<Extent>,
     /// Frames of failed attempts, freed by the next successful commit.
     orphans: Vec<Extent>,
     /// What `sync` prepared for `write_commit`.
@@ -251,6 +261,8 @@ impl FileStore {
                 space: None,
                 appended: Vec::new(),
                 freed: Vec::new(),
+                settled: Vec::new(),
+                settled_freed: Vec::new(),
                 orphans: Vec::new(),
                 prepared: None,
                 unwritten_bytes: 0,
@@ -353,14 +365,10 @@ impl FileStore {
 
     /// Step 1 of the commit protocol (module docs).
     fn prepare(&self, writer: &mut Writer) -> io::Result<()> {
-        if let Some(stale) = writer.prepared.take() {
-            // Never named by a superblock written: free at once.
-            writer.appended.retain(|&extent| extent != stale.free_list);
-            let space = writer.space.as_mut().expect("loaded by the last prepare");
-            space.free(stale.free_list.offset, stale.free_list.len).map_err(|why| self.invalid(&why))?;
-        }
+        self.forget_prepared(writer)?;
         let freed = writer.freed.len();
-        let mut released = writer.freed.clone();
+        let mut released = writer.settled_freed.clone();
+        released.extend(writer.freed.iter().copied());
         released.extend(writer.orphans.iter().copied());
         released.extend(writer.committed.free_list);
         let space = self.space(writer)?;
@@ -395,7 +403,19 @@ impl FileStore {
         Ok(())
     }
 
+    /// Drops what a `sync` prepared that no commit followed.
+    fn forget_prepared(&self, writer: &mut Writer) -> io::Result<()> {
+        if let Some(stale) = writer.prepared.take() {
+            // Never named by a superblock written: free at once.
+            writer.appended.retain(|&extent| extent != stale.free_list);
+            let space = writer.space.as_mut().expect("loaded by the last prepare");
+            space.free(stale.free_list.offset, stale.free_list.len).map_err(|why| self.invalid(&why))?;
+        }
+        Ok(())
+    }
+
     /// A failed attempt: its frames stay taken until a commit succeeds.
+    /// What was settled stays as it is.
     fn abandon_attempt(&self, writer: &mut Writer) {
         let appended = std::mem::take(&mut writer.appended);
         writer.orphans.extend(appended);
@@ -439,6 +459,8 @@ impl FileStore {
         writer.appended.clear();
         writer.orphans.clear();
         writer.freed.clear();
+        writer.settled.clear();
+        writer.settled_freed.clear();
         Ok(())
     }
 }
@@ -516,6 +538,19 @@ impl Store for FileStore {
         prepared
     }
 
+    fn settle(&self) -> io::Result<()> {
+        let mut writer = self.writer();
+        let settled = self.forget_prepared(&mut writer).and_then(|()| self.write_out(&mut writer));
+        if settled.is_err() {
+            self.abandon_attempt(&mut writer);
+            return settled;
+        }
+        let writer = &mut *writer;
+        writer.settled.append(&mut writer.appended);
+        writer.settled_freed.append(&mut writer.freed);
+        Ok(())
+    }
+
     fn read_commit(&self) -> io::Result<Option<Vec<u8>>> {
         let writer = self.writer();
         Ok(Some(writer.committed.commit.clone()).filter(|_| writer.committed.sequence > 0))
@@ -539,6 +574,14 @@ impl Store for FileStore {
 
     fn abandon(&self) {
         self.abandon_attempt(&mut self.writer());
+    }
+
+    fn rollback(&self) {
+        let mut writer = self.writer();
+        let writer = &mut *writer;
+        writer.orphans.append(&mut writer.settled);
+        writer.settled_freed.clear();
+        self.abandon_attempt(writer);
     }
 
     fn usage(&self) -> Usage {
