@@ -72,9 +72,13 @@ impl Config {
         }
     }
 
-    /// How often the tree checkpoints on a thread of its own, if anything
-    /// changed; it also checkpoints sooner when dirty bytes pass a quarter
-    /// of the memory budget. At least 1 ms. A tree over a file
+    /// How often the tree commits a checkpoint on a thread of its own, if
+    /// anything changed: the most a crash loses of what was not flushed.
+    /// When dirty bytes pass a quarter of the memory budget the thread
+    /// writes dirty nodes back sooner, without a commit (a *spill*, so
+    /// that they can be evicted), and commits once what was written back
+    /// since the last commit passes the budget or half the live data.
+    /// At least 1 ms. A tree over a file
     /// ([`BTree::open_file`](crate::BTree::open_file)) has that thread with
     /// a default of [`DEFAULT_CHECKPOINT_INTERVAL`](Config::DEFAULT_CHECKPOINT_INTERVAL);
     /// one over another store ([`BTree::open`](crate::BTree::open)) only
@@ -119,8 +123,8 @@ impl Config {
     /// counts its children's slots too (64 bytes each).
     ///
     /// A soft limit: it may be exceeded by what threads hold at the moment
-    /// (a few nodes each) and by dirty nodes until the checkpoint that
-    /// writes them, which starts when dirty bytes reach half the budget.
+    /// (a few nodes each) and by dirty nodes until they are written back,
+    /// which writers do when dirty bytes reach half the budget.
     /// In-memory trees ignore it.
     pub fn memory_budget(mut self, bytes: usize) -> Config {
         self.memory_budget = bytes;

@@ -60,7 +60,6 @@
 //! walk visits every loaded node, so a checkpoint costs O(resident nodes) of
 //! CPU and O(changed nodes + their ancestors) of writes.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::epoch::Closed;
@@ -78,10 +77,31 @@ use crate::store::{Address, Store};
 /// whether the version counts as stored at it (see `write_slot`).
 type Written<K, V> = Vec<(Arc<Slot<K, V>>, NodeArc<K, V>, Address, bool)>;
 
-/// What an image lists: its slots, by identity, and every record it names.
+/// A child as an image lists it, with its record if it is a child ghost
+/// (`Slot::child_record`: nothing more to look at).
+type Child<K, V> = (Arc<Slot<K, V>>, Option<Address>);
+
+/// What an image lists: its slots, by identity, and every record it names
+/// (sorted once the walk is done, then searched: cheaper than hashing
+/// every child of every loaded branch).
 struct Listed<K, V> {
-    slots: HashSet<*const Slot<K, V>>,
-    records: HashSet<Address>,
+    slots: Vec<*const Slot<K, V>>,
+    records: Vec<Address>,
+}
+
+impl<K, V> Listed<K, V> {
+    fn sort(&mut self) {
+        self.slots.sort_unstable();
+        self.records.sort_unstable();
+    }
+
+    fn has_slot(&self, slot: *const Slot<K, V>) -> bool {
+        self.slots.binary_search(&slot).is_ok()
+    }
+
+    fn has_record(&self, address: &Address) -> bool {
+        self.records.binary_search(address).is_ok()
+    }
 }
 
 /// The version a checkpoint of `epoch` writes of a loaded node: its own if
@@ -197,13 +217,13 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         );
         let (keys, top) = self.posted(stored, &above, epoch)?;
         let mut written = Vec::new();
-        let mut listed = Listed { slots: HashSet::new(), records: HashSet::new() };
+        let mut listed = Listed { slots: Vec::new(), records: Vec::new() };
         let (address, level, extra_root) = if let [root] = &top[..] {
-            (self.write_slot(stored, root, epoch, &mut written, &mut listed)?.0, level, None)
+            (self.write_child(stored, root, epoch, &mut written, &mut listed)?.0, level, None)
         } else {
             let mut addresses = Vec::with_capacity(top.len());
-            for slot in &top {
-                addresses.push(self.write_slot(stored, slot, epoch, &mut written, &mut listed)?.0);
+            for child in &top {
+                addresses.push(self.write_child(stored, child, epoch, &mut written, &mut listed)?.0);
             }
             let record = (stored.codecs.encode_branch)(level + 1, None, None, &keys, &addresses)
                 .map_err(|what| Error::Internal { what })?;
@@ -214,9 +234,10 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         // names: a record may be reached through two slots (a detached one
         // through a stale link, and the node's live one), so slot identity
         // alone does not tell.
-        let names = |address: &Address| listed.records.contains(address);
+        listed.sort();
+        let names = |address: &Address| listed.has_record(address);
         let retired = stored.retired_unlisted(epoch, |slot, named| {
-            listed.slots.contains(&slot) || named.get().as_ref().is_some_and(names)
+            listed.has_slot(slot) || named.get().as_ref().is_some_and(names)
         });
         let superseded = written.iter().filter_map(|(_, version, ..)| version.meta.named.get());
         let gone = retired.iter().filter_map(|named| named.get());
@@ -293,10 +314,25 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         written: &mut Written<K, V>,
         listed: &mut Listed<K, V>,
     ) -> Result<(Address, bool), Error> {
-        listed.slots.insert(Arc::as_ptr(slot));
+        listed.slots.push(Arc::as_ptr(slot));
         let written = self.write_version(stored, slot, epoch, written, listed)?;
-        listed.records.insert(written.0);
+        listed.records.push(written.0);
         Ok(written)
+    }
+
+    /// [`write_slot`](Tree::write_slot) of a child as `posted` found it.
+    fn write_child(
+        &self,
+        stored: &Stored<K, V>,
+        (slot, record): &Child<K, V>,
+        epoch: u64,
+        written: &mut Written<K, V>,
+        listed: &mut Listed<K, V>,
+    ) -> Result<(Address, bool), Error> {
+        let Some(address) = *record else { return self.write_slot(stored, slot, epoch, written, listed) };
+        listed.slots.push(Arc::as_ptr(slot));
+        listed.records.push(address);
+        Ok((address, false))
     }
 
     /// [`write_slot`](Tree::write_slot) but for the listing.
@@ -334,11 +370,11 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             }
             Body::Branch(branch) => {
                 let (keys, children) = self.posted(stored, node, epoch)?;
-                mark = !children.iter().any(|child| child.is_frozen());
+                mark = !children.iter().any(|(child, record)| record.is_none() && child.is_frozen());
                 let mut changed = children.len() != branch.children.len();
                 let mut addresses = Vec::with_capacity(children.len());
                 for child in &children {
-                    let (address, new) = self.write_slot(stored, child, epoch, written, listed)?;
+                    let (address, new) = self.write_child(stored, child, epoch, written, listed)?;
                     changed |= new;
                     addresses.push(address);
                 }
@@ -364,7 +400,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         stored: &Stored<K, V>,
         node: &Node<K, V>,
         epoch: u64,
-    ) -> Result<(Vec<K>, Vec<Arc<Slot<K, V>>>), Error> {
+    ) -> Result<(Vec<K>, Vec<Child<K, V>>), Error> {
         let branch = node.as_branch().expect("called on branches");
         let mut keys = Vec::with_capacity(branch.keys.len());
         let mut children = Vec::with_capacity(branch.children.len());
@@ -372,9 +408,17 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             if i > 0 {
                 keys.push(branch.keys[i - 1].clone());
             }
-            let child = self.live(stored, Arc::clone(child), epoch)?;
-            children.push(Arc::clone(&child));
             let bound = branch.keys.get(i).or(node.high.as_ref());
+            // Most children of a branch in a large tree: a ghost that ends
+            // at this separator, with its record. Loaded since, it is the
+            // same record (a version loaded from it; one written since
+            // keeps that one for this epoch, `version_at`).
+            if let Some(record) = child.child_record(bound) {
+                children.push((Arc::clone(child), Some(record)));
+                continue;
+            }
+            let child = self.live(stored, Arc::clone(child), epoch)?;
+            children.push((Arc::clone(&child), None));
             let mut current = child;
             loop {
                 let (high, right) = match at_epoch(&current, epoch, true) {
@@ -399,7 +443,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 };
                 let right = self.live(stored, right, epoch)?;
                 keys.push(high);
-                children.push(Arc::clone(&right));
+                children.push((Arc::clone(&right), None));
                 current = right;
             }
         }

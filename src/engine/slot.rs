@@ -496,6 +496,22 @@ impl<K, V> Slot<K, V> {
         Some(read(address, level))
     }
 
+    /// The record of a ghost that ends at `bound` (its parent's next
+    /// separator: no split of it waits to be posted): a child ghost made by
+    /// its parent's load, or one evicted in place that ends there. `None`
+    /// if the slot is anything else. One lock, no state load: what a
+    /// checkpoint asks of most children of a loaded branch.
+    pub(crate) fn child_record(&self, bound: Option<&K>) -> Option<Address>
+    where
+        K: PartialEq,
+    {
+        match &*lock(&self.stands) {
+            Stands::Record { address, .. } => Some(*address),
+            Stands::Ghost(ghost) if ghost.high.as_ref() == bound => Some(ghost.address),
+            _ => None,
+        }
+    }
+
     /// Where the live slot of a detached one is: the node on `level`
     /// starting at `low`. `None` if the slot is not detached.
     pub(crate) fn detached(&self) -> Option<(u32, Option<K>)>

@@ -38,7 +38,11 @@
 //! sync: the tree evicts the nodes it wrote and reads them back from
 //! there, and the next commit names them. A failed attempt after it keeps
 //! its frames and its frees; until that commit, they lie in space free at
-//! the last one, like every other append.
+//! the last one, like every other append. After a failed sync, those
+//! frames may never reach the disk (Linux marks the pages clean after a
+//! writeback error, and the next `fdatasync` succeeds without them), so
+//! the next commit first writes them again from the page cache, checked
+//! against their checksums.
 //!
 //! A new file is written whole under a temporary name, synced, renamed into
 //! place, and its directory synced: a crash leaves no file or a valid one.
@@ -111,6 +115,10 @@ struct Writer {
     /// What `sync` prepared for `write_commit`.
     prepared: Option<Prepared>,
     unwritten_bytes: usize,
+    /// A sync failed since the frames in `settled` were written: they may
+    /// never reach the disk (Linux marks pages clean after a writeback
+    /// error), so the next commit writes them again first.
+    rewrite_settled: bool,
 }
 
 struct Prepared {
@@ -266,6 +274,7 @@ impl FileStore {
                 orphans: Vec::new(),
                 prepared: None,
                 unwritten_bytes: 0,
+                rewrite_settled: false,
             }),
             unwritten: RwLock::new(BTreeMap::new()),
         })
@@ -396,10 +405,35 @@ impl FileStore {
             return Err(self.invalid("the file is past the 16 TiB a file store addresses"));
         }
         self.unwritten.write().unwrap_or_else(PoisonError::into_inner).insert(free_list.offset, frame);
+        if writer.rewrite_settled {
+            self.rewrite_settled(writer)?;
+        }
         self.write_out(writer)?;
-        self.sync_disk()?;
+        if let Err(e) = self.sync_disk() {
+            writer.rewrite_settled |= !writer.settled.is_empty();
+            return Err(e);
+        }
+        writer.rewrite_settled = false;
         writer.prepared =
             Some(Prepared { free_list, end: after.end(), free_bytes: after.free_bytes(), released, freed });
+        Ok(())
+    }
+
+    /// Writes the settled frames again, as the page cache still has them
+    /// (a sync failed since they were written: module docs). A frame the
+    /// page cache lost too fails its checksum: its node is gone, and no
+    /// commit can name it.
+    fn rewrite_settled(&self, writer: &Writer) -> io::Result<()> {
+        for &extent in &writer.settled {
+            let frame = self.read_frame(extent)?;
+            layout::decode_frame(&frame, Kind::Node).map_err(|why| {
+                self.invalid(&format!(
+                    "the record at offset {}, written back before a sync failed, is lost: {why}",
+                    extent.offset
+                ))
+            })?;
+            self.write_at(&frame, extent.offset)?;
+        }
         Ok(())
     }
 
