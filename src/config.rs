@@ -124,7 +124,7 @@ impl Config {
     ///
     /// A soft limit: it may be exceeded by what threads hold at the moment
     /// (a few nodes each) and by dirty nodes until they are written back,
-    /// which writers do when dirty bytes reach half the budget.
+    /// which writers do when dirty bytes reach three eighths of the budget.
     /// In-memory trees ignore it.
     pub fn memory_budget(mut self, bytes: usize) -> Config {
         self.memory_budget = bytes;

@@ -210,8 +210,8 @@ where
     /// Reads only the store's commit record, whatever the tree's size: every
     /// node starts as a ghost and is loaded on first touch (one store read
     /// per node, however many threads touch it at once). Checkpoints are
-    /// up to the caller ([`flush`](BTree::flush), and writers past half the
-    /// memory budget), unless [`Config::checkpoint_interval`] is set: then a
+    /// up to the caller ([`flush`](BTree::flush), and writers once they
+    /// have written much back since the last one), unless [`Config::checkpoint_interval`] is set: then a
     /// thread the tree owns checkpoints on that schedule too.
     pub fn open(store: impl Store + 'static, config: Config) -> Result<Self, Error> {
         config.validate()?;
@@ -312,7 +312,8 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
     }
 
     /// Writes the dirty nodes back without a commit (a spill, as writers do
-    /// when dirty bytes fill half the budget). Only in the loom model build.
+    /// when dirty bytes fill three eighths of the budget). Only in the loom
+    /// model build.
     #[cfg(loom)]
     #[doc(hidden)]
     pub fn spill(&self) -> Result<(), Error> {

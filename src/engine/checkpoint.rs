@@ -38,8 +38,8 @@
 //! (`Ending::Spill`): the store settles what it appended and freed
 //! (`Store::settle`), and the nodes written count as stored, so they are
 //! clean and may be evicted; the image is not durable. Writers spill when
-//! dirty bytes fill half the budget, so random writes over a tree much
-//! larger than the budget cost no sync each time the budget fills (two
+//! dirty bytes fill three eighths of the budget, so random writes over a
+//! tree much larger than the budget cost no sync each time that fills (two
 //! `fdatasync`s a checkpoint); `flush`, the checkpoint thread's interval
 //! and the space the file cannot reuse before a commit (`Stored::commit_due`)
 //! decide when a commit follows. The next commit's walk finds the spilled
@@ -155,8 +155,8 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
 
     /// Keeps dirty bytes (which cannot be evicted) within the budget, then
     /// evicts if resident bytes exceed it. Past a quarter of the budget the
-    /// checkpoint thread is nudged (it spills); past half, the writer
-    /// spills itself (or commits, when one is due), or waits for the
+    /// checkpoint thread is nudged (it spills); past three eighths, the
+    /// writer spills itself (or commits, when one is due), or waits for the
     /// checkpoint running and looks again (backpressure: writers cannot
     /// outrun the store). Called by writers
     /// after their operation, so never while registered in an epoch; looks
@@ -172,7 +172,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         if account.dirty() > account.budget() / 4 {
             stored.schedule.nudge();
         }
-        while account.dirty() > account.budget() / 2 {
+        while account.dirty() > account.budget() / 8 * 3 {
             if let Some(closed) = stored.epochs.try_close() {
                 let ending = if stored.commit_due() { Ending::Commit } else { Ending::Spill };
                 // One per writer: under a failing store, dirty bytes stay.
