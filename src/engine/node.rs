@@ -37,7 +37,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::account::{Account, Charge};
-use super::slot::{NodeArc, Slot, version_overhead};
+use super::slot::{Fresh, NodeArc, Slot, version_overhead};
 use super::sync::{AtomicU64, Mutex, Ordering, lock};
 use crate::store::Address;
 
@@ -223,10 +223,15 @@ impl<K, V> Node<K, V> {
     /// (built by a write) or clean (loaded from the store).
     #[inline]
     pub(crate) fn charged(mut self, account: Option<&'static Account>, dirty: bool) -> Self {
+        self.charge(account, dirty);
+        self
+    }
+
+    #[inline]
+    fn charge(&mut self, account: Option<&'static Account>, dirty: bool) {
         if let Some(account) = account {
             self.meta.charge = Some(account.charge(self.size(), dirty));
         }
-        self
     }
 
     /// The size a version is charged: the node and what its arrays hold on
@@ -298,6 +303,32 @@ impl<K, V> Node<K, V> {
             Body::Leaf(_) => None,
             Body::Branch(branch) => Some(branch),
         }
+    }
+}
+
+impl<K: Clone, V: Clone> Node<K, V> {
+    /// The version of this leaf that follows once `edit` is made, when it
+    /// fits: the same range and right link, built in place (see [`Fresh`]).
+    #[inline]
+    pub(crate) fn edited(
+        &self,
+        edit: Edit<K, V>,
+        meta: Meta<K, V>,
+        account: Option<&'static Account>,
+    ) -> Fresh<K, V> {
+        let mut fresh = Fresh::new(Node {
+            low: self.low.clone(),
+            high: self.high.clone(),
+            right: self.right.clone(),
+            body: Body::Leaf(Leaf { keys: Entries::new(), vals: Entries::new() }),
+            meta,
+        });
+        let node = fresh.node_mut();
+        if let (Body::Leaf(from), Body::Leaf(to)) = (&self.body, &mut node.body) {
+            from.edit_into(edit, to);
+        }
+        node.charge(account, true);
+        fresh
     }
 }
 
@@ -407,26 +438,57 @@ impl<K: Clone, V: Clone> Body<K, V> {
     }
 }
 
-impl<K: Clone, V: Clone> Leaf<K, V> {
-    /// A copy with `(key, value)` inserted at `index`.
-    #[inline]
-    pub(crate) fn with_entry(&self, index: usize, key: K, value: V) -> Leaf<K, V> {
-        Leaf {
-            keys: spliced(&self.keys, index, 0, Some(key)),
-            vals: spliced(&self.vals, index, 0, Some(value)),
+/// A change to one entry of a leaf, made as the leaf is copied.
+pub(crate) enum Edit<K, V> {
+    /// `(key, value)` goes in at the index.
+    Insert(usize, K, V),
+    /// The value at the index becomes this one.
+    Replace(usize, V),
+    /// The entry at the index goes.
+    Remove(usize),
+}
+
+impl<K, V> Edit<K, V> {
+    /// How many entries the edit adds.
+    pub(crate) fn delta(&self) -> isize {
+        match self {
+            Edit::Insert(..) => 1,
+            Edit::Replace(..) => 0,
+            Edit::Remove(_) => -1,
         }
     }
+}
 
-    /// A copy with the value at `index` replaced.
+impl<K: Clone, V: Clone> Leaf<K, V> {
+    /// A copy with `edit` made.
     #[inline]
-    pub(crate) fn with_value(&self, index: usize, value: V) -> Leaf<K, V> {
-        Leaf { keys: self.keys.clone(), vals: spliced(&self.vals, index, 1, Some(value)) }
+    pub(crate) fn edited(&self, edit: Edit<K, V>) -> Leaf<K, V> {
+        let mut leaf = Leaf { keys: Entries::new(), vals: Entries::new() };
+        self.edit_into(edit, &mut leaf);
+        leaf
     }
 
-    /// A copy without the entry at `index`.
+    /// Fills the empty `to` with a copy of `self`, `edit` made, its arrays
+    /// allocated to the exact length.
     #[inline]
-    pub(crate) fn without(&self, index: usize) -> Leaf<K, V> {
-        Leaf { keys: spliced(&self.keys, index, 1, None), vals: spliced(&self.vals, index, 1, None) }
+    fn edit_into(&self, edit: Edit<K, V>, to: &mut Leaf<K, V>) {
+        let len = self.keys.len().saturating_add_signed(edit.delta());
+        to.keys.reserve_exact(len);
+        to.vals.reserve_exact(len);
+        match edit {
+            Edit::Insert(index, key, value) => {
+                splice_into(&mut to.keys, &self.keys, index, 0, Some(key));
+                splice_into(&mut to.vals, &self.vals, index, 0, Some(value));
+            }
+            Edit::Replace(index, value) => {
+                splice_into(&mut to.keys, &self.keys, 0, 0, None);
+                splice_into(&mut to.vals, &self.vals, index, 1, Some(value));
+            }
+            Edit::Remove(index) => {
+                splice_into(&mut to.keys, &self.keys, index, 1, None);
+                splice_into(&mut to.vals, &self.vals, index, 1, None);
+            }
+        }
     }
 }
 
@@ -506,16 +568,22 @@ impl<T> Array<T> for Entries<T> {
 
 /// A copy of `items` with the `cut` items at `index` (0 or 1) replaced by
 /// `item`, if any, allocated to the exact length: an insert (cut 0), a
-/// replacement (cut 1, an item) or a removal (cut 1, none). Slice by slice:
-/// each `extend` is a tight copy loop.
+/// replacement (cut 1, an item) or a removal (cut 1, none).
 #[inline]
 fn spliced<T: Clone, A: Array<T>>(items: &[T], index: usize, cut: usize, item: Option<T>) -> A {
-    let (before, after) = items.split_at(index);
     let mut out = A::with_capacity(items.len() - cut + usize::from(item.is_some()));
+    splice_into(&mut out, items, index, cut, item);
+    out
+}
+
+/// [`spliced`] into `out`, which is empty and has room for the result.
+/// Slice by slice: each `extend` is a tight copy loop.
+#[inline]
+fn splice_into<T: Clone, A: Extend<T>>(out: &mut A, items: &[T], index: usize, cut: usize, item: Option<T>) {
+    let (before, after) = items.split_at(index);
     out.extend(before.iter().cloned());
     out.extend(item);
     out.extend(after[cut..].iter().cloned());
-    out
 }
 
 /// How a node's keys break invariant 3 or 4.

@@ -562,7 +562,13 @@ impl<K, V> Slot<K, V> {
     /// it did. A `false` means another write won the race: reread the slot.
     #[inline]
     pub(crate) fn replace(&self, current: &NodeRef<K, V>, new: Node<K, V>) -> bool {
-        self.state.compare_exchange(&current.0, Arc::new(State::Loaded(new)))
+        self.install(current, Fresh::new(new))
+    }
+
+    /// [`replace`](Slot::replace) with a version built in place.
+    #[inline]
+    pub(crate) fn install(&self, current: &NodeRef<K, V>, new: Fresh<K, V>) -> bool {
+        self.state.compare_exchange(&current.0, new.0)
     }
 
     /// Marks the slot cooling (see `evict.rs`); true if it already was, and
@@ -585,6 +591,29 @@ impl<K, V> Slot<K, V> {
     /// The slot left the clock's queue (under the clock's lock).
     pub(crate) fn dequeued(&self) {
         self.queued.store(false, Ordering::Relaxed);
+    }
+}
+
+/// A version built where its slot will hold it: in the state allocation
+/// itself. A leaf is a kilobyte of inline arrays; built on the stack, it
+/// was moved about five times on its way into the slot (a fifth of a
+/// write's time, `docs/benchmarks.md`). Filled through
+/// [`node_mut`](Fresh::node_mut) while nobody else can see it, then
+/// [`installed`](Slot::install).
+pub(crate) struct Fresh<K, V>(Arc<State<K, V>>);
+
+impl<K, V> Fresh<K, V> {
+    #[inline]
+    pub(crate) fn new(node: Node<K, V>) -> Self {
+        Fresh(Arc::new(State::Loaded(node)))
+    }
+
+    #[inline]
+    pub(crate) fn node_mut(&mut self) -> &mut Node<K, V> {
+        match Arc::get_mut(&mut self.0) {
+            Some(State::Loaded(node)) => node,
+            _ => unreachable!("a fresh version is loaded and not shared yet"),
+        }
     }
 }
 

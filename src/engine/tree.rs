@@ -45,7 +45,7 @@ use std::sync::Arc;
 
 use super::account::Account;
 use super::epoch::Registered;
-use super::node::{Body, Branch, End, Entries, Leaf, Meta, Named, Node, Rebuilt, prefetch};
+use super::node::{Body, Branch, Edit, End, Entries, Leaf, Meta, Named, Node, Rebuilt, prefetch};
 use super::search::Seek;
 use super::slot::{NodeRef, Slot};
 use super::stored::{Paused, Stored};
@@ -361,18 +361,17 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 let leaf = leaf_of(&node);
                 let found = leaf.find(key);
                 let (action, result) = decide(found.ok().map(|i| &leaf.vals[i]));
-                let (body, delta, appended) = match (action, found) {
+                let edit = match (action, found) {
                     (Action::Keep, _) | (Action::Remove, Err(_)) => return Ok(result),
-                    (Action::Put(value), Ok(i)) => (leaf.with_value(i, value), 0, false),
+                    (Action::Put(value), Ok(i)) => Edit::Replace(i, value),
                     (Action::Put(value), Err(i)) => {
-                        let key = owned.expect("a put comes with the key itself").clone();
-                        (leaf.with_entry(i, key, value), 1, i == leaf.keys.len())
+                        Edit::Insert(i, owned.expect("a put comes with the key itself").clone(), value)
                     }
-                    (Action::Remove, Ok(i)) => (leaf.without(i), -1, false),
+                    (Action::Remove, Ok(i)) => Edit::Remove(i),
                 };
-                let left = body.keys.len();
-                if let Some(tag) = self.publish(&slot, &node, Body::Leaf(body), None, appended, epoch, delta)
-                {
+                let delta = edit.delta();
+                let left = leaf.keys.len().saturating_add_signed(delta);
+                if let Some(tag) = self.publish_edit(&slot, &node, edit, epoch) {
                     if let (true, Held::Shared(slot), Some(low)) = (moved_right, &slot, &node.low) {
                         // We reached this leaf through a right link: help
                         // post its separator (a no-op if the splitter did).
@@ -429,7 +428,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             let i = if last { leaf.keys.len() - 1 } else { 0 };
             let entry = (leaf.keys[i].clone(), leaf.vals[i].clone());
             let left = leaf.keys.len() - 1;
-            if self.publish(&slot, &node, Body::Leaf(leaf.without(i)), None, false, epoch, -1).is_some() {
+            if self.publish_edit(&slot, &node, Edit::Remove(i), epoch).is_some() {
                 drop(node);
                 self.after_remove(slot.arc(), left, epoch);
                 return Ok(Some(entry));
@@ -529,6 +528,32 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         for (separator, right) in pieces {
             self.post_split(current.level(), separator, right, tag);
         }
+        Some(tag)
+    }
+
+    /// Publishes the successor of the leaf `current` with `edit` made, as
+    /// [`publish`](Tree::publish) does; a successor that fits is built in
+    /// place (the common case: no split).
+    #[inline]
+    pub(crate) fn publish_edit(
+        &self,
+        slot: &Slot<K, V>,
+        current: &NodeRef<K, V>,
+        edit: Edit<K, V>,
+        epoch: u64,
+    ) -> Option<u64> {
+        let leaf = leaf_of(current);
+        let delta = edit.delta();
+        if leaf.keys.len().saturating_add_signed(delta) > self.config.leaf_capacity {
+            let appended = matches!(edit, Edit::Insert(i, ..) if i == leaf.keys.len());
+            return self.publish(slot, current, Body::Leaf(leaf.edited(edit)), None, appended, epoch, delta);
+        }
+        let meta = self.successor_meta(current, epoch);
+        let tag = meta.epoch;
+        if !slot.install(current, current.edited(edit, meta, self.account())) {
+            return None;
+        }
+        self.count(delta, tag);
         Some(tag)
     }
 
