@@ -478,3 +478,40 @@ fn a_spill_races_a_writer_then_its_nodes_are_evicted_and_committed() {
         check_final(&tree, &[10, 11, 20, 30, 31]);
     });
 }
+
+/// Pops and appends start at the end leaves their hints remember
+/// (`src/engine/ends.rs`). Here the last leaf splits under an append while
+/// the pops at the front empty the first leaf and merge its neighbour into
+/// it, and `pop_last` looks through the other hint: each lands in the leaf
+/// that covers it, and `pop_last` takes the largest key of its moment.
+#[test]
+fn end_hints_race_an_append_split_and_a_merge() {
+    model_with(2, || {
+        // Leaves [10, 20] [30, 40]; both hints at their leaves.
+        let tree = tree(&[10, 20, 30, 40]);
+        tree.first_key_value().unwrap();
+        tree.last_key_value().unwrap();
+        let popper = thread::spawn({
+            let tree = Arc::clone(&tree);
+            move || {
+                assert_eq!(tree.pop_first().unwrap(), Some((10, 10)));
+                assert_eq!(tree.pop_first().unwrap(), Some((20, 20)));
+            }
+        });
+        let appender = thread::spawn({
+            let tree = Arc::clone(&tree);
+            move || assert_eq!(tree.insert(50, 50).unwrap(), None)
+        });
+        let (last, _) = tree.pop_last().unwrap().unwrap();
+        assert!(last == 40 || last == 50, "pop_last returned {last}, never the largest");
+        popper.join().unwrap();
+        appender.join().unwrap();
+        // The hints after the race: an append and a pop at each end.
+        assert_eq!(tree.insert(60, 60).unwrap(), None);
+        assert_eq!(tree.pop_last().unwrap(), Some((60, 60)));
+        let mut expected = vec![30, 40, 50];
+        expected.retain(|&key| key != last);
+        assert_eq!(tree.first_key_value().unwrap().map(|(k, _)| k), Some(expected[0]));
+        check_final(&tree, &expected);
+    });
+}

@@ -5,6 +5,7 @@ pub(crate) mod account;
 pub(crate) mod background;
 pub(crate) mod bulk;
 mod checkpoint;
+mod ends;
 pub(crate) mod epoch;
 pub(crate) mod evict;
 pub(crate) mod format;

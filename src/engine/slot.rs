@@ -594,12 +594,13 @@ impl<K, V> Slot<K, V> {
     }
 }
 
-/// A version built where its slot will hold it: in the state allocation
-/// itself. A leaf is a kilobyte of inline arrays; built on the stack, it
-/// was moved about five times on its way into the slot (a fifth of a
-/// write's time, `docs/benchmarks.md`). Filled through
+/// A version filled where its slot will hold it: in the state allocation
+/// itself. A leaf is a kilobyte of inline arrays; filled on the stack, it
+/// was moved five times on its way into the slot (a fifth of a write's
+/// time). Made empty (whose bytes the compiler still copies in, twice, as
+/// there is no placement construction), filled through
 /// [`node_mut`](Fresh::node_mut) while nobody else can see it, then
-/// [`installed`](Slot::install).
+/// [installed](Slot::install).
 pub(crate) struct Fresh<K, V>(Arc<State<K, V>>);
 
 impl<K, V> Fresh<K, V> {

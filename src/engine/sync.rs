@@ -71,6 +71,10 @@ mod imp {
         pub(crate) fn holds(&self, value: &Arc<T>) -> bool {
             Arc::ptr_eq(&self.0.load(), value)
         }
+
+        pub(crate) fn store(&self, value: Arc<T>) {
+            self.0.store(value);
+        }
     }
 }
 
@@ -98,6 +102,10 @@ mod imp {
 
         pub(crate) fn holds(&self, value: &Arc<T>) -> bool {
             Arc::ptr_eq(&self.0.lock().unwrap(), value)
+        }
+
+        pub(crate) fn store(&self, value: Arc<T>) {
+            *self.0.lock().unwrap() = value;
         }
 
         pub(crate) fn compare_exchange(&self, current: &Arc<T>, new: Arc<T>) -> bool {

@@ -44,6 +44,7 @@ use std::borrow::Borrow;
 use std::sync::Arc;
 
 use super::account::Account;
+use super::ends::Ends;
 use super::epoch::Registered;
 use super::node::{Body, Branch, Edit, End, Entries, Leaf, Meta, Named, Node, Rebuilt, prefetch};
 use super::search::Seek;
@@ -54,6 +55,10 @@ use super::sync::{AtomicArc, Snapshot};
 use crate::{Config, Error, Stats};
 
 pub(crate) struct Tree<K, V> {
+    /// First: dropped while the root still holds every slot. Dropped after
+    /// it, a hint to the leftmost leaf would free the leaves one right link
+    /// at a time, a recursion as deep as the level is long (see `drop`).
+    ends: Ends<K, V>,
     root: AtomicArc<Root<K, V>>,
     entries: Striped<1>,
     config: Config,
@@ -85,6 +90,9 @@ pub(crate) enum Action<V> {
 /// operation otherwise) is left alone.
 pub(crate) enum Held<K, V> {
     Root(Snapshot<Root<K, V>>),
+    /// An end leaf's slot, through its hint's guard (`ends.rs`): the same
+    /// for the hottest leaves of a queue.
+    End(Snapshot<Slot<K, V>>),
     Shared(Arc<Slot<K, V>>),
 }
 
@@ -92,6 +100,7 @@ impl<K, V> Held<K, V> {
     pub(crate) fn arc(&self) -> &Arc<Slot<K, V>> {
         match self {
             Held::Root(root) => &root.0,
+            Held::End(slot) => slot,
             Held::Shared(slot) => slot,
         }
     }
@@ -177,7 +186,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     ) -> Tree<K, V> {
         let entries = Striped::new();
         entries.add(0, isize::try_from(len).unwrap_or(isize::MAX));
-        Tree { root: AtomicArc::new(Arc::new(Root(root))), entries, config, stored }
+        Tree { ends: Ends::new(&root), root: AtomicArc::new(Arc::new(Root(root))), entries, config, stored }
     }
 
     /// Hands the root cell from `current` to `new` (a root with one child
@@ -217,6 +226,13 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     where
         K: Borrow<Q>,
     {
+        // Pops, first and last entries, and writes (appends) may start at an
+        // end leaf (`ends.rs`); lookups by key do not pay for the check.
+        let hinted = level == 0 && (TRACK || !matches!(to, Seek::Key(_)));
+        if hinted && let Some((slot, node)) = self.ends.find(to) {
+            return Ok(Found { slot: Held::End(slot), node, moved_right: false });
+        }
+        let track = TRACK || hinted;
         'look: loop {
             let (mut slot, mut node) = self.root_node()?;
             node.prefetch();
@@ -229,9 +245,12 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 } else if let Some(branch) = node.as_branch().filter(|_| node.level() > level) {
                     (&branch.children[to.child(branch)], node.level() - 1)
                 } else {
+                    if hinted {
+                        self.ends.note(slot.arc(), &node);
+                    }
                     return Ok(Found { slot, node, moved_right });
                 };
-                let arrives = TRACK && next_level <= level;
+                let arrives = track && next_level <= level;
                 moved_right |= arrives && next_level == node.level();
                 let next = match next_slot.loaded() {
                     Some(next) => {
