@@ -83,7 +83,9 @@ type Child<K, V> = (Arc<Slot<K, V>>, Option<Address>);
 
 /// What an image lists: its slots, by identity, and every record it names
 /// (sorted once the walk is done, then searched: cheaper than hashing
-/// every child of every loaded branch).
+/// every child of every loaded branch; and sorted only if a retired node
+/// must be looked up, which is rare: a spill's walk of a large tree lists
+/// ten thousand children for a few hundred nodes written).
 struct Listed<K, V> {
     slots: Vec<*const Slot<K, V>>,
     records: Vec<Address>,
@@ -234,15 +236,29 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         // names: a record may be reached through two slots (a detached one
         // through a stale link, and the node's live one), so slot identity
         // alone does not tell.
-        listed.sort();
-        let names = |address: &Address| listed.has_record(address);
+        let mut sorted = false;
         let retired = stored.retired_unlisted(epoch, |slot, named| {
-            listed.has_slot(slot) || named.get().as_ref().is_some_and(names)
+            if !std::mem::replace(&mut sorted, true) {
+                listed.sort();
+            }
+            listed.has_slot(slot) || named.get().as_ref().is_some_and(|a| listed.has_record(a))
         });
-        let superseded = written.iter().filter_map(|(_, version, ..)| version.meta.named.get());
+        // The few records the written nodes had, less those the image still
+        // names: looked up for every record listed, not the other way round.
+        let mut superseded: Vec<Address> =
+            written.iter().filter_map(|(_, version, ..)| version.meta.named.get()).collect();
+        superseded.sort_unstable();
+        let mut still_named = vec![false; superseded.len()];
+        for address in &listed.records {
+            let at = superseded.partition_point(|a| a < address);
+            for i in (at..superseded.len()).take_while(|&i| superseded[i] == *address) {
+                still_named[i] = true;
+            }
+        }
+        let superseded = superseded.iter().zip(&still_named).filter(|(_, named)| !**named).map(|(a, _)| *a);
         let gone = retired.iter().filter_map(|named| named.get());
         let store = &stored.store;
-        for address in superseded.filter(|a| !names(a)).chain(gone).chain(stored.extra_root()) {
+        for address in superseded.chain(gone).chain(stored.extra_root()) {
             store.free(address).map_err(|e| Error::io("freeing a superseded record", Some(address), e))?;
         }
         match ending {

@@ -229,7 +229,7 @@ impl<K, V> Stored<K, V> {
     pub(crate) fn retired_unlisted(
         &self,
         epoch: u64,
-        listed: impl Fn(*const Slot<K, V>, &Named) -> bool,
+        mut listed: impl FnMut(*const Slot<K, V>, &Named) -> bool,
     ) -> Vec<Arc<Named>> {
         let superseded = lock(&self.superseded);
         superseded
