@@ -97,6 +97,15 @@ pub(crate) enum Held<K, V> {
 }
 
 impl<K, V> Held<K, V> {
+    /// The slot as an `Arc` of its own, letting go of any guard (none may
+    /// be held across a load).
+    pub(crate) fn into_arc(self) -> Arc<Slot<K, V>> {
+        match self {
+            Held::Shared(slot) => slot,
+            held => Arc::clone(held.arc()),
+        }
+    }
+
     pub(crate) fn arc(&self) -> &Arc<Slot<K, V>> {
         match self {
             Held::Root(root) => &root.0,
@@ -398,7 +407,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                     }
                     if delta < 0 {
                         drop(node);
-                        self.after_remove(slot.arc(), left, epoch);
+                        self.after_remove(&slot.into_arc(), left, epoch);
                     }
                     return Ok(result);
                 }
@@ -439,7 +448,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 if only {
                     return Ok(None);
                 }
-                let slot = Arc::clone(slot.arc());
+                let slot = slot.into_arc();
                 drop(node); // no guard across the merge's loads
                 self.merge_small(0, &slot, epoch)?;
                 continue;
@@ -449,7 +458,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             let left = leaf.keys.len() - 1;
             if self.publish_edit(&slot, &node, Edit::Remove(i), epoch).is_some() {
                 drop(node);
-                self.after_remove(slot.arc(), left, epoch);
+                self.after_remove(&slot.into_arc(), left, epoch);
                 return Ok(Some(entry));
             }
         }
