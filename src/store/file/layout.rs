@@ -243,6 +243,14 @@ pub(crate) fn encode_frame(kind: Kind, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The CRC-32 a frame carries after its payload, as stored (not checked);
+/// `None` if the frame is too short to hold one.
+pub(crate) fn frame_checksum(frame: &[u8]) -> Option<u32> {
+    let n = u32::from_le_bytes(frame.get(..4)?.try_into().ok()?) as usize;
+    let at = n.checked_add(8)?;
+    Some(u32::from_le_bytes(frame.get(at..at.checked_add(4)?)?.try_into().ok()?))
+}
+
 /// The payload of a frame read whole (`frame` is its extent's bytes),
 /// which must be of `kind`.
 pub(crate) fn decode_frame(frame: &[u8], kind: Kind) -> Result<&[u8], String> {

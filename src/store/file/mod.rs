@@ -42,7 +42,8 @@
 //! frames may never reach the disk (Linux marks the pages clean after a
 //! writeback error, and the next `fdatasync` succeeds without them), so
 //! the next commit first writes them again from the page cache, checked
-//! against their checksums.
+//! against the checksums they had when appended (a lost page reads back as
+//! whatever the disk holds there: maybe an older, valid record).
 //!
 //! A new file is written whole under a temporary name, synced, renamed into
 //! place, and its directory synced: a crash leaves no file or a valid one.
@@ -110,6 +111,10 @@ struct Writer {
     /// commit (`Store::settle`): a failed attempt keeps them.
     settled: Vec<Extent>,
     settled_freed: Vec<Extent>,
+    /// The checksum of every frame appended since the last commit, by
+    /// offset: a settled frame read back must be that frame, not an older
+    /// valid one the page cache fell back to (`rewrite_settled`).
+    checksums: BTreeMap<u64, u32>,
     /// Frames of failed attempts, freed by the next successful commit.
     orphans: Vec<Extent>,
     /// What `sync` prepared for `write_commit`.
@@ -271,6 +276,7 @@ impl FileStore {
                 freed: Vec::new(),
                 settled: Vec::new(),
                 settled_freed: Vec::new(),
+                checksums: BTreeMap::new(),
                 orphans: Vec::new(),
                 prepared: None,
                 unwritten_bytes: 0,
@@ -421,17 +427,22 @@ impl FileStore {
 
     /// Writes the settled frames again, as the page cache still has them
     /// (a sync failed since they were written: module docs). A frame the
-    /// page cache lost too fails its checksum: its node is gone, and no
-    /// commit can name it.
+    /// page cache lost too fails its checksum, or shows another frame's (an
+    /// older record of the same length the disk still holds there): its
+    /// node is gone, and no commit can name it.
     fn rewrite_settled(&self, writer: &Writer) -> io::Result<()> {
         for &extent in &writer.settled {
             let frame = self.read_frame(extent)?;
-            layout::decode_frame(&frame, Kind::Node).map_err(|why| {
+            let lost = |why: &str| {
                 self.invalid(&format!(
                     "the record at offset {}, written back before a sync failed, is lost: {why}",
                     extent.offset
                 ))
-            })?;
+            };
+            layout::decode_frame(&frame, Kind::Node).map_err(|why| lost(&why))?;
+            if writer.checksums.get(&extent.offset).copied() != layout::frame_checksum(&frame) {
+                return Err(lost("an older record is in its place"));
+            }
             self.write_at(&frame, extent.offset)?;
         }
         Ok(())
@@ -495,6 +506,7 @@ impl FileStore {
         writer.freed.clear();
         writer.settled.clear();
         writer.settled_freed.clear();
+        writer.checksums.clear();
         Ok(())
     }
 }
@@ -517,6 +529,9 @@ impl Store for FileStore {
         let mut writer = self.writer();
         let extent = Extent { offset: self.space(&mut writer)?.alloc(len), len };
         writer.appended.push(extent);
+        if let Some(checksum) = layout::frame_checksum(&frame) {
+            writer.checksums.insert(extent.offset, checksum);
+        }
         if !extent.addressable() {
             return Err(self.invalid("the file is past the 16 TiB a file store addresses"));
         }
@@ -615,6 +630,7 @@ impl Store for FileStore {
         let writer = &mut *writer;
         writer.orphans.append(&mut writer.settled);
         writer.settled_freed.clear();
+        writer.checksums.clear();
         self.abandon_attempt(writer);
     }
 

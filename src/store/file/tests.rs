@@ -43,7 +43,8 @@ use std::time::Instant;
 
 use super::FileStore;
 use super::disk::Disk;
-use super::layout::{self, DATA_START, SUPERBLOCK_AT};
+use super::layout::{self, DATA_START, Extent, SUPERBLOCK_AT};
+use crate::store::Store;
 use crate::{BTree, Config};
 
 type Tree = BTree<u64, u64>;
@@ -903,4 +904,38 @@ fn spilled_nodes_outlive_failed_syncs_and_power_cuts() {
         println!("failed syncs land {lands:?}: {spills} spills, {failed} failed flushes; {tried:?}");
     }
     println!("spills: {:?}", started.elapsed());
+}
+
+/// A double fault: a sync fails, dropping a settled frame on its way to the
+/// disk, and the page cache then loses that page too, so reading it back
+/// finds what the disk holds there. When that is an older record of the same
+/// length (space the frame reused), its checksum is valid; the next commit
+/// must fail rather than name the older record as the settled one.
+#[test]
+fn a_settled_frame_lost_to_an_older_record_fails_the_next_commit() {
+    let disk = SimDisk::fresh(false, 7);
+    let store = disk.store();
+    let commit = |store: &FileStore| store.sync().and_then(|()| store.write_commit(b"commit"));
+    commit(&store).unwrap();
+    let new = store.append(&[2; 200]).unwrap();
+    store.settle().unwrap();
+    disk.arm(Fault { at: At::Sync(0), errno: EIO, lands: Lands::Nothing });
+    let failed = store.sync().expect_err("the sync met a failing disk");
+    let eio = io::Error::from_raw_os_error(EIO).to_string();
+    assert!(failed.to_string().contains(&eio), "{failed}");
+    // The page cache falls back to the disk, which holds an older record of
+    // the same length there.
+    let extent = Extent::of(new).expect("a record's address");
+    let older = layout::encode_frame(layout::Kind::Node, &[1; 200]);
+    assert_eq!(older.len() as u64, extent.len);
+    {
+        let sim = &mut *disk.sim();
+        for image in [&mut sim.durable, &mut sim.current] {
+            put(image, extent.offset, &older);
+        }
+    }
+    match commit(&store) {
+        Err(e) => assert!(e.to_string().contains("is lost"), "{e}"),
+        Ok(()) => panic!("committed {new:?}, now {:?}", &store.read(new).unwrap()[..4]),
+    }
 }
