@@ -13,50 +13,26 @@
 //! every iteration must return exactly the keys, and each node must be read
 //! from the store exactly once however many threads missed on it.
 
-use std::io;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ghostbtree::{Address, BTree, Config, MemoryStore, Store};
+mod common;
 
-/// A `MemoryStore` whose reads take 1-5 ms.
-#[derive(Clone, Default)]
-struct SlowStore {
-    inner: MemoryStore,
-    reads: std::sync::Arc<AtomicU64>,
+use common::hooked::{Hooked, Hooks};
+use ghostbtree::{Address, BTree, Config};
+
+/// Reads that take 1-5 ms, counted.
+#[derive(Default)]
+struct Slow {
+    reads: AtomicU64,
 }
 
-impl Store for SlowStore {
-    fn append(&self, record: &[u8]) -> io::Result<Address> {
-        self.inner.append(record)
-    }
-    fn read(&self, address: Address) -> io::Result<Vec<u8>> {
+impl Hooks for Slow {
+    fn before_read(&self, _address: Address) {
         // Relaxed: a count, read after the threads joined.
         let n = self.reads.fetch_add(1, Ordering::Relaxed);
         std::thread::sleep(Duration::from_micros(1000 + (n * 7919 % 4000)));
-        self.inner.read(address)
-    }
-    fn free(&self, address: Address) -> io::Result<()> {
-        self.inner.free(address)
-    }
-    fn abandon(&self) {
-        self.inner.abandon()
-    }
-    fn rollback(&self) {
-        self.inner.rollback()
-    }
-    fn settle(&self) -> io::Result<()> {
-        self.inner.settle()
-    }
-    fn sync(&self) -> io::Result<()> {
-        self.inner.sync()
-    }
-    fn read_commit(&self) -> io::Result<Option<Vec<u8>>> {
-        self.inner.read_commit()
-    }
-    fn write_commit(&self, record: &[u8]) -> io::Result<()> {
-        self.inner.write_commit(record)
     }
 }
 
@@ -66,7 +42,7 @@ const THREADS: usize = 8;
 fn concurrent_first_touches_of_ghosts_see_complete_nodes() {
     let keys: u64 = if cfg!(miri) { 50 } else { 600 };
     let config = Config::new().leaf_capacity(8).branch_capacity(8);
-    let store = SlowStore::default();
+    let store = Hooked::new(Slow::default());
     {
         let tree = BTree::open(store.clone(), config.clone()).unwrap();
         for key in 0..keys {
@@ -107,6 +83,6 @@ fn concurrent_first_touches_of_ghosts_see_complete_nodes() {
     assert_eq!(stats.evictions, 0, "the default budget holds this tree");
     assert_eq!(stats.loads as usize, report.nodes, "every node loaded exactly once: {stats:?}");
     assert_eq!(stats.store_reads, stats.loads, "{stats:?}");
-    assert_eq!(store.reads.load(Ordering::Relaxed), stats.store_reads);
+    assert_eq!(store.hooks.reads.load(Ordering::Relaxed), stats.store_reads);
     assert!(stats.load_waits > 0, "threads should have met on loads in flight: {stats:?}");
 }

@@ -2,25 +2,26 @@
 //! at the budget, a point read of a ghost leaf looks its key up in the
 //! leaf's record instead of loading it, unless the leaf is read often.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::hooked::{Hooked, Hooks};
 use ghostbtree::{Address, BTree, Config, MemoryStore, Store};
 
 type Hook = Box<dyn FnOnce() + Send>;
 
-/// A `MemoryStore` that runs a hook inside one chosen read, before it.
-#[derive(Clone, Default)]
-struct HookStore {
-    inner: MemoryStore,
-    reads: Arc<AtomicU64>,
-    hook: Arc<Mutex<Option<(u64, Hook)>>>,
+/// Runs a hook inside one chosen read, before it.
+#[derive(Default)]
+struct ReadHook {
+    reads: AtomicU64,
+    hook: Mutex<Option<(u64, Hook)>>,
 }
 
-impl HookStore {
+impl ReadHook {
     /// Runs `hook` inside the `n`th read from now on (1: the next one).
     fn hook_read(&self, n: u64, hook: Hook) {
         let at = self.reads.load(Ordering::SeqCst) + n;
@@ -28,11 +29,8 @@ impl HookStore {
     }
 }
 
-impl Store for HookStore {
-    fn append(&self, record: &[u8]) -> io::Result<Address> {
-        self.inner.append(record)
-    }
-    fn read(&self, address: Address) -> io::Result<Vec<u8>> {
+impl Hooks for ReadHook {
+    fn before_read(&self, _address: Address) {
         let n = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
         let hook = {
             let mut hook = self.hook.lock().unwrap();
@@ -41,28 +39,6 @@ impl Store for HookStore {
         if let Some((_, hook)) = hook {
             hook();
         }
-        self.inner.read(address)
-    }
-    fn free(&self, address: Address) -> io::Result<()> {
-        self.inner.free(address)
-    }
-    fn abandon(&self) {
-        self.inner.abandon()
-    }
-    fn rollback(&self) {
-        self.inner.rollback()
-    }
-    fn settle(&self) -> io::Result<()> {
-        self.inner.settle()
-    }
-    fn sync(&self) -> io::Result<()> {
-        self.inner.sync()
-    }
-    fn read_commit(&self) -> io::Result<Option<Vec<u8>>> {
-        self.inner.read_commit()
-    }
-    fn write_commit(&self, record: &[u8]) -> io::Result<()> {
-        self.inner.write_commit(record)
     }
 }
 
@@ -83,13 +59,13 @@ fn built<S: Store + Clone + 'static>(store: &S, config: &Config, keys: impl Iter
 #[test]
 fn a_read_through_holds_its_record_against_a_write_and_a_flush() {
     let config = Config::new().leaf_capacity(4);
-    let store = HookStore::default();
+    let store = Hooked::new(ReadHook::default());
     built(&store, &config, (0..40).map(|k| k * 10));
     // A budget of one byte: every ghost leaf is read through once.
     let tree: Arc<BTree<u64, u64>> = Arc::new(BTree::open(store.clone(), config.memory_budget(1)).unwrap());
     let writer = Arc::new(Mutex::new(None));
     // Read 1 loads the root; read 2 is the leaf of 100, read through.
-    store.hook_read(2, {
+    store.hooks.hook_read(2, {
         let (tree, writer) = (Arc::clone(&tree), Arc::clone(&writer));
         Box::new(move || {
             let (done, finished) = std::sync::mpsc::channel();

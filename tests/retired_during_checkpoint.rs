@@ -19,48 +19,27 @@
 //! it opens the image just committed and reads it whole (a `MemoryStore`
 //! drops freed records at the commit, so a named record freed is an error).
 
-use std::io;
+mod common;
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ghostbtree::{Address, BTree, Config, MemoryStore, Store};
+use common::hooked::{Hooked, Hooks};
+use ghostbtree::{BTree, Config, MemoryStore};
 
-/// A `MemoryStore` that reads every image it commits.
+/// Reads every image the store commits.
 struct Checked {
-    inner: MemoryStore,
     config: Config,
     commits: AtomicUsize,
     /// The first image that could not be read, and why.
     broken: Mutex<Option<String>>,
 }
 
-impl Store for &'static Checked {
-    fn append(&self, record: &[u8]) -> io::Result<Address> {
-        self.inner.append(record)
-    }
-
-    fn read(&self, address: Address) -> io::Result<Vec<u8>> {
-        self.inner.read(address)
-    }
-
-    fn free(&self, address: Address) -> io::Result<()> {
-        self.inner.free(address)
-    }
-
-    fn sync(&self) -> io::Result<()> {
-        self.inner.sync()
-    }
-
-    fn read_commit(&self) -> io::Result<Option<Vec<u8>>> {
-        self.inner.read_commit()
-    }
-
-    fn write_commit(&self, record: &[u8]) -> io::Result<()> {
-        self.inner.write_commit(record)?;
-        // Still inside the checkpoint: no other commit lands meanwhile.
+impl Hooks for Checked {
+    fn after_commit(&self, store: &MemoryStore) {
         let commit = self.commits.fetch_add(1, Ordering::Relaxed);
-        let image: BTree<u64, u64> = BTree::open(self.inner.clone(), self.config.clone()).unwrap();
+        let image: BTree<u64, u64> = BTree::open(store.clone(), self.config.clone()).unwrap();
         let read: Result<Vec<(u64, u64)>, _> = image.iter().collect();
         let why = match read {
             Err(e) => Some(format!("commit {commit}: {e}")),
@@ -72,7 +51,6 @@ impl Store for &'static Checked {
         if let Some(why) = why {
             self.broken.lock().unwrap().get_or_insert(why);
         }
-        Ok(())
     }
 }
 
@@ -90,13 +68,13 @@ fn a_checkpoint_never_frees_a_record_its_image_names() {
     let time = Duration::from_millis(if cfg!(miri) { 100 } else { 3000 });
     let keys = 1024;
     let config = Config::new().leaf_capacity(4).branch_capacity(4).memory_budget(16 << 10);
-    let store: &'static Checked = Box::leak(Box::new(Checked {
-        inner: MemoryStore::new(),
+    let store = Hooked::new(Checked {
         config: config.clone(),
         commits: AtomicUsize::new(0),
         broken: Mutex::new(None),
-    }));
-    let tree: BTree<u64, u64> = BTree::open(store, config).unwrap();
+    });
+    let tree: BTree<u64, u64> = BTree::open(store.clone(), config).unwrap();
+    let store = &store.hooks;
     let stop = AtomicBool::new(false);
     let started = Instant::now();
     std::thread::scope(|s| {
