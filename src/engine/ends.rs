@@ -22,18 +22,27 @@ use std::sync::Arc;
 
 use super::search::Seek;
 use super::slot::{NodeRef, Slot};
-use super::sync::{AtomicArc, Snapshot};
+use super::sync::{AtomicArc, AtomicBool, Ordering, Snapshot};
 
 pub(crate) struct Ends<K, V> {
     first: AtomicArc<Slot<K, V>>,
     last: AtomicArc<Slot<K, V>>,
+    /// Writes by key are landing in the last leaf: worth checking its hint.
+    /// Set when a descent by key ends there, cleared when a check by key
+    /// fails, each only if it changes, so random writes only read it
+    /// instead of making two guarded loads each.
+    appending: AtomicBool,
 }
 
 impl<K, V> Ends<K, V> {
     /// Hints at `root` (the only leaf of a new tree; otherwise a guess that
     /// fails its check and is replaced).
     pub(crate) fn new(root: &Arc<Slot<K, V>>) -> Self {
-        Ends { first: AtomicArc::new(Arc::clone(root)), last: AtomicArc::new(Arc::clone(root)) }
+        Ends {
+            first: AtomicArc::new(Arc::clone(root)),
+            last: AtomicArc::new(Arc::clone(root)),
+            appending: AtomicBool::new(true),
+        }
     }
 
     /// The end leaf that `to` lies in, if a hint still leads to it: the
@@ -50,25 +59,42 @@ impl<K, V> Ends<K, V> {
     {
         let (cell, first) = match to {
             Seek::First => (&self.first, true),
-            Seek::Last | Seek::Key(_) => (&self.last, false),
-            Seek::Before(_) => return None,
+            Seek::Last => (&self.last, false),
+            // Relaxed here and below: whether to look at a hint, which is
+            // checked anyway; any value is right.
+            Seek::Key(_) if self.appending.load(Ordering::Relaxed) => (&self.last, false),
+            Seek::Key(_) | Seek::Before(_) => return None,
         };
+        // Looked at without a prefetch or a touch: a write by key that is
+        // not an append fails the check, and must not fetch a kilobyte of
+        // leaf it will not read, nor keep that leaf warm.
         let slot = cell.load();
-        let node = slot.loaded()?;
+        let node = slot.peek()?;
         let end = if first { &node.low } else { &node.high };
         let covers = match (to, &node.low) {
             (Seek::Key(key), Some(low)) => key >= low.borrow(),
             _ => true,
         };
-        (node.level() == 0 && end.is_none() && covers).then_some((slot, node))
+        if node.level() != 0 || end.is_some() || !covers {
+            if matches!(to, Seek::Key(_)) {
+                self.appending.store(false, Ordering::Relaxed);
+            }
+            return None;
+        }
+        slot.touch();
+        node.prefetch();
+        Some((slot, node))
     }
 
-    /// Remembers `slot`, whose version `node` a descent just found, if it is
-    /// an end leaf that its hint does not lead to.
+    /// Remembers `slot`, whose version `node` a descent to `to` just found,
+    /// if it is an end leaf that its hint does not lead to.
     #[inline]
-    pub(crate) fn note(&self, slot: &Arc<Slot<K, V>>, node: &NodeRef<K, V>) {
+    pub(crate) fn note<Q: ?Sized>(&self, slot: &Arc<Slot<K, V>>, node: &NodeRef<K, V>, to: Seek<'_, Q>) {
         if node.level() != 0 {
             return;
+        }
+        if matches!(to, Seek::Key(_)) && node.high.is_none() && !self.appending.load(Ordering::Relaxed) {
+            self.appending.store(true, Ordering::Relaxed);
         }
         for (cell, end) in [(&self.first, &node.low), (&self.last, &node.high)] {
             if end.is_none() && !cell.holds(slot) {

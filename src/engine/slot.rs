@@ -283,16 +283,23 @@ impl<K, V> Slot<K, V> {
         // header is read (see `Node::prefetch`).
         prefetch(std::slice::from_ref::<State<K, V>>(&state));
         let node = NodeRef::loaded(state).ok()?;
-        // Touched: not cold. Relaxed: an eviction hint, written only when
-        // set, so hot reads write nothing shared.
-        if self.cooling.load(Ordering::Relaxed) {
-            self.cooling.store(false, Ordering::Relaxed);
-        }
+        self.touch();
         Some(node)
     }
 
+    /// Marks the slot touched: not cold.
+    #[inline(always)]
+    pub(crate) fn touch(&self) {
+        // Relaxed: an eviction hint, written only when set, so hot reads
+        // write nothing shared.
+        if self.cooling.load(Ordering::Relaxed) {
+            self.cooling.store(false, Ordering::Relaxed);
+        }
+    }
+
     /// The current version if it is loaded, neither prefetched nor marked
-    /// touched (for the evictor, which looks at many slots and reads few).
+    /// touched (for the evictor, which looks at many slots and reads few,
+    /// and for the end hints' check, which most writes by key fail).
     pub(crate) fn peek(&self) -> Option<NodeRef<K, V>> {
         NodeRef::loaded(self.state.load()).ok()
     }

@@ -255,7 +255,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                     (&branch.children[to.child(branch)], node.level() - 1)
                 } else {
                     if hinted {
-                        self.ends.note(slot.arc(), &node);
+                        self.ends.note(slot.arc(), &node, to);
                     }
                     return Ok(Found { slot, node, moved_right });
                 };
