@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use super::search::Seek;
 use super::slot::{NodeRef, Slot};
-use super::sync::{AtomicArc, AtomicBool, Ordering, Snapshot};
+use super::sync::{AtomicArc, HintFlag, Ordering, Snapshot};
 
 pub(crate) struct Ends<K, V> {
     first: AtomicArc<Slot<K, V>>,
@@ -31,7 +31,7 @@ pub(crate) struct Ends<K, V> {
     /// Set when a descent by key ends there, cleared when a check by key
     /// fails, each only if it changes, so random writes only read it
     /// instead of making two guarded loads each.
-    appending: AtomicBool,
+    appending: HintFlag,
 }
 
 impl<K, V> Ends<K, V> {
@@ -41,7 +41,7 @@ impl<K, V> Ends<K, V> {
         Ends {
             first: AtomicArc::new(Arc::clone(root)),
             last: AtomicArc::new(Arc::clone(root)),
-            appending: AtomicBool::new(true),
+            appending: HintFlag::new(true),
         }
     }
 
