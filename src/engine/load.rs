@@ -147,14 +147,14 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         target: &Target<K, V>,
     ) -> Result<Node<K, V>, Error> {
         let address = target.address();
-        let record = stored.read(address)?;
         let expected = match target {
             Target::Described(ghost) => {
                 Expected { level: ghost.level, bounds: Some((ghost.low.as_ref(), ghost.high.as_ref())) }
             }
             Target::Child { level, .. } => Expected { level: *level, bounds: None },
         };
-        let decoded = (stored.codecs.decode)(&record, &expected)
+        let decoded = stored
+            .read_with(address, |record| (stored.codecs.decode)(record, &expected))?
             .map_err(|what| Error::Corrupt { address: Some(address), what })?;
         let (low, high) = (decoded.low, decoded.high);
         let right = match target {

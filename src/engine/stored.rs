@@ -16,7 +16,7 @@ use super::format::{self, Decoded, Expected, TooLarge};
 use super::node::Named;
 use super::schedule::Schedule;
 use super::slot::{Sentinel, Slot};
-use super::sync::{AtomicU64, Mutex, Ordering, lock};
+use super::sync::{AtomicU64, Mutex, Ordering, lock, with_read_buffer};
 use crate::store::{Address, Store};
 use crate::{Codec, Error, Stats};
 
@@ -120,15 +120,20 @@ impl<K, V> Stored<K, V> {
         self.account.get()
     }
 
-    /// The record at `address`, counted.
-    pub(crate) fn read(&self, address: Address) -> Result<Vec<u8>, Error> {
-        let record = self.store.read(address).map_err(|e| match e.kind() {
-            // The store found the record damaged (a checksum, a length).
-            std::io::ErrorKind::InvalidData => Error::Corrupt { address: Some(address), what: e.to_string() },
-            _ => Error::io("reading a node", Some(address), e),
+    /// `f` of the record at `address` (read into this thread's buffer),
+    /// counted.
+    pub(crate) fn read_with<R>(&self, address: Address, f: impl FnOnce(&[u8]) -> R) -> Result<R, Error> {
+        let result = with_read_buffer(|buf| self.store.read_into(address, buf).map(f)).map_err(|e| {
+            match e.kind() {
+                // The store found the record damaged (a checksum, a length).
+                std::io::ErrorKind::InvalidData => {
+                    Error::Corrupt { address: Some(address), what: e.to_string() }
+                }
+                _ => Error::io("reading a node", Some(address), e),
+            }
         })?;
         Counters::bump(&self.counters.store_reads);
-        Ok(record)
+        Ok(result)
     }
 
     /// Whether a point read that met the ghost leaf `slot` reads its record

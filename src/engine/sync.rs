@@ -196,6 +196,30 @@ pub(crate) fn once_in(n: u32) -> bool {
     })
 }
 
+/// `f` of this thread's buffer for store reads (`Stored::read_with`).
+/// Taken out for the call, so a nested call gets an empty one rather than
+/// a borrow error; kept afterwards only up to 64 KiB, the most a thread
+/// holds beyond the budget for it.
+pub(crate) fn with_read_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    #[cfg(not(loom))]
+    use std::thread_local;
+
+    #[cfg(loom)]
+    use loom::thread_local;
+
+    const KEPT: usize = 64 << 10;
+    thread_local! {
+        #[allow(clippy::missing_const_for_thread_local)]
+        static BUFFER: std::cell::Cell<Vec<u8>> = std::cell::Cell::new(Vec::new());
+    }
+    let mut buffer = BUFFER.with(std::cell::Cell::take);
+    let result = f(&mut buffer);
+    if buffer.capacity() <= KEPT {
+        BUFFER.with(|kept| kept.set(buffer));
+    }
+    result
+}
+
 /// How many stripes a striped counter has: two per core, a power of two.
 #[cfg(not(loom))]
 pub(crate) fn stripes() -> usize {

@@ -117,10 +117,11 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             if level != 0 {
                 return Ok(None);
             }
-            let record = stored.read(address)?;
+            let found = stored.read_with(address, |record| {
+                (stored.codecs.search_leaf)(record, &mut |k: &K| k.borrow().cmp(key))
+            })?;
             Counters::bump(&stored.counters.reads_through);
-            (stored.codecs.search_leaf)(&record, &mut |stored: &K| stored.borrow().cmp(key))
-                .map_err(|what| Error::Corrupt { address: Some(address), what })
+            found.map_err(|what| Error::Corrupt { address: Some(address), what })
         });
         read.transpose().map(Option::flatten)
     }

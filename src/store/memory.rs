@@ -57,6 +57,17 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    fn with_record<R>(&self, address: Address, f: impl FnOnce(&[u8]) -> R) -> io::Result<R> {
+        let records = self.inner.records.read().unwrap_or_else(PoisonError::into_inner);
+        match index(address).and_then(|i| records.get(i)) {
+            Some(Some(record)) => Ok(f(record)),
+            Some(None) => Err(io::Error::other(format!("the record at {address} was freed"))),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("no record at {address}"))),
+        }
+    }
+}
+
 fn index(address: Address) -> Option<usize> {
     usize::try_from(address.0).ok().and_then(|a| a.checked_sub(1))
 }
@@ -71,12 +82,15 @@ impl Store for MemoryStore {
     }
 
     fn read(&self, address: Address) -> io::Result<Vec<u8>> {
-        let records = self.inner.records.read().unwrap_or_else(PoisonError::into_inner);
-        match index(address).and_then(|i| records.get(i)) {
-            Some(Some(record)) => Ok(record.to_vec()),
-            Some(None) => Err(io::Error::other(format!("the record at {address} was freed"))),
-            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("no record at {address}"))),
-        }
+        self.with_record(address, <[u8]>::to_vec)
+    }
+
+    fn read_into<'b>(&self, address: Address, buf: &'b mut Vec<u8>) -> io::Result<&'b [u8]> {
+        self.with_record(address, |record| {
+            buf.clear();
+            buf.extend_from_slice(record);
+        })?;
+        Ok(buf)
     }
 
     fn free(&self, address: Address) -> io::Result<()> {

@@ -327,8 +327,39 @@ impl FileStore {
     }
 
     fn read_frame(&self, extent: Extent) -> io::Result<Vec<u8>> {
-        let mut frame = vec![0u8; extent.len as usize];
-        self.disk.read_exact_at(&mut frame, extent.offset).map_err(|e| {
+        let mut frame = Vec::new();
+        self.read_frame_into(extent, &mut frame)?;
+        Ok(frame)
+    }
+
+    /// The node record at `address`, checked: its frame goes into `frame`
+    /// (replacing what it held, reusing its allocation), and the payload's
+    /// range in it is returned.
+    fn read_node(&self, address: Address, frame: &mut Vec<u8>) -> io::Result<std::ops::Range<usize>> {
+        let Some(extent) = Extent::of(address) else {
+            return Err(self.invalid(&format!("{address} is not a record address of a file store")));
+        };
+        let unwritten = self.unwritten.read().unwrap_or_else(PoisonError::into_inner);
+        match unwritten.get(&extent.offset) {
+            Some(appended) => {
+                frame.clear();
+                frame.extend_from_slice(appended);
+            }
+            None => {
+                drop(unwritten);
+                self.read_frame_into(extent, frame)?;
+            }
+        }
+        let payload = layout::decode_frame(frame, Kind::Node)
+            .map_err(|why| self.invalid(&format!("record at offset {}: {why}", extent.offset)))?;
+        // `decode_frame` returns the payload that follows the 8-byte header.
+        Ok(8..8 + payload.len())
+    }
+
+    fn read_frame_into(&self, extent: Extent, frame: &mut Vec<u8>) -> io::Result<()> {
+        frame.clear();
+        frame.resize(extent.len as usize, 0);
+        self.disk.read_exact_at(frame, extent.offset).map_err(|e| {
             if e.kind() == ErrorKind::UnexpectedEof {
                 self.invalid(&format!(
                     "record at offset {} ({} bytes) lies past the end of the file (truncated?)",
@@ -337,8 +368,7 @@ impl FileStore {
             } else {
                 context(e, &self.path, &format!("cannot read the record at offset {}", extent.offset))
             }
-        })?;
-        Ok(frame)
+        })
     }
 
     /// Writes the unwritten frames out, adjacent ones in one write. Under
@@ -548,23 +578,16 @@ impl Store for FileStore {
     }
 
     fn read(&self, address: Address) -> io::Result<Vec<u8>> {
-        let Some(extent) = Extent::of(address) else {
-            return Err(self.invalid(&format!("{address} is not a record address of a file store")));
-        };
-        let unwritten = self.unwritten.read().unwrap_or_else(PoisonError::into_inner);
-        let mut frame = match unwritten.get(&extent.offset) {
-            Some(frame) => frame.clone(),
-            None => {
-                drop(unwritten);
-                self.read_frame(extent)?
-            }
-        };
-        let payload = layout::decode_frame(&frame, Kind::Node)
-            .map_err(|why| self.invalid(&format!("record at offset {}: {why}", extent.offset)))?;
-        let n = payload.len();
-        frame.truncate(8 + n);
-        frame.drain(..8);
+        let mut frame = Vec::new();
+        let payload = self.read_node(address, &mut frame)?;
+        frame.truncate(payload.end);
+        frame.drain(..payload.start);
         Ok(frame)
+    }
+
+    fn read_into<'b>(&self, address: Address, buf: &'b mut Vec<u8>) -> io::Result<&'b [u8]> {
+        let payload = self.read_node(address, buf)?;
+        Ok(&buf[payload])
     }
 
     fn free(&self, address: Address) -> io::Result<()> {

@@ -44,7 +44,7 @@ use std::time::Instant;
 use super::FileStore;
 use super::disk::Disk;
 use super::layout::{self, DATA_START, Extent, SUPERBLOCK_AT};
-use crate::store::Store;
+use crate::store::{Address, Store};
 use crate::{BTree, Config};
 
 type Tree = BTree<u64, u64>;
@@ -938,4 +938,31 @@ fn a_settled_frame_lost_to_an_older_record_fails_the_next_commit() {
         Err(e) => assert!(e.to_string().contains("is lost"), "{e}"),
         Ok(()) => panic!("committed {new:?}, now {:?}", &store.read(new).unwrap()[..4]),
     }
+}
+
+/// `read_into` reuses the caller's buffer: whatever it held before (a
+/// longer record, say), the slice returned is the record, before its frame
+/// is written out and after, and a damaged one is an error as with `read`.
+#[test]
+fn read_into_a_reused_buffer_gives_each_record_whole() {
+    let disk = SimDisk::fresh(false, 11);
+    let store = disk.store();
+    let records: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; [900, 3, 200, 0, 4000, 17][i as usize]]).collect();
+    let addresses: Vec<Address> = records.iter().map(|r| store.append(r).unwrap()).collect();
+    let mut buf = vec![0xEE; 5000];
+    for _written in [false, true] {
+        for (record, &address) in records.iter().zip(&addresses).rev() {
+            assert_eq!(store.read_into(address, &mut buf).unwrap(), &record[..]);
+            assert_eq!(store.read(address).unwrap(), *record);
+        }
+        store.sync().and_then(|()| store.write_commit(b"commit")).unwrap();
+    }
+    let extent = Extent::of(addresses[2]).expect("a record's address");
+    {
+        let sim = &mut *disk.sim();
+        sim.current[extent.offset as usize + 20] ^= 1;
+    }
+    let damaged = store.read_into(addresses[2], &mut buf).expect_err("a flipped bit");
+    assert_eq!(damaged.kind(), io::ErrorKind::InvalidData, "{damaged}");
+    assert_eq!(store.read_into(addresses[1], &mut buf).unwrap(), &records[1][..]);
 }
