@@ -6,20 +6,23 @@
 //! Every node version of a tree over a store carries a [`Charge`]: its size,
 //! added to the tree's [`Account`] when the version is built and taken off
 //! when the version is dropped (not when it is unlinked: a version a reader
-//! or a checkpoint still holds still takes memory). A version built by a
-//! write is also *dirty* until a checkpoint stores it. The counts are striped
-//! (`striped.rs`), so no write shares a counter line with another core.
+//! or a checkpoint still holds still takes memory). So does the description
+//! a slot evicted in place holds (`slot.rs`, `Description`). A version built
+//! by a write is also *dirty* until a checkpoint stores it. The counts are
+//! striped (`striped.rs`), so no write shares a counter line with another
+//! core.
 //!
 //! # Safety of the account pointer
 //!
 //! Versions refer to their tree's account by a `&'static`, reborrowed from
 //! the unique reference `Box::leak` made, and the account is freed through
 //! that unique reference when the tree drops ([`AccountBox`]). That is sound
-//! because no version outlives its tree: versions are held by the tree's
-//! slots, by guards and iterators that borrow the tree, and by other
-//! versions (`prev`), and the account drops after all of them (it is the
-//! last field of `Stored`, the last field of `Tree`). A `&'static` keeps a
-//! shared reference count off every write.
+//! because no version or slot outlives its tree: versions are held by the
+//! tree's slots, by guards and iterators that borrow the tree, and by other
+//! versions (`prev`); slots by versions, the tree and its stored state; and
+//! the account drops after all of them (it is the last field of `Stored`,
+//! the last field of `Tree`). A `&'static` keeps a shared reference count
+//! off every write.
 
 use super::striped::Striped;
 use super::sync::{AtomicBool, Ordering};

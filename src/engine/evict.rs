@@ -93,7 +93,7 @@ impl<K: PartialEq + Clone, V> Clock<K, V> {
     /// node, while `account` is over its budget. Returns how many nodes it
     /// evicted. One thread turns the clock at a time, for everyone; the
     /// others go on with their work (and never wait here).
-    pub(crate) fn turn(&self, steps: usize, account: &Account, sentinel: &Sentinel<K, V>) -> u64 {
+    pub(crate) fn turn(&self, steps: usize, account: &'static Account, sentinel: &Sentinel<K, V>) -> u64 {
         if !account.over_budget() {
             return 0;
         }
@@ -127,7 +127,7 @@ impl<K: PartialEq + Clone, V> Clock<K, V> {
             // (building its description) leaves it loaded, and in the clock.
             queue.push_back(slot);
             let slot = queue.back().expect("pushed just now");
-            match evict(slot, sentinel) {
+            match evict(slot, account, sentinel) {
                 Evicted::NotYet => {} // a branch whose children are resident
                 outcome => {
                     evicted += u64::from(outcome == Evicted::Yes);
@@ -144,7 +144,11 @@ impl<K: PartialEq + Clone, V> Clock<K, V> {
 /// are all ghosts (see `Slot::evict`). The swap is from the version
 /// checked, so a write that replaced it meanwhile makes this fail
 /// harmlessly.
-pub(crate) fn evict<K: PartialEq + Clone, V>(slot: &Slot<K, V>, sentinel: &Sentinel<K, V>) -> Evicted {
+pub(crate) fn evict<K: PartialEq + Clone, V>(
+    slot: &Slot<K, V>,
+    account: &'static Account,
+    sentinel: &Sentinel<K, V>,
+) -> Evicted {
     let Some(node) = slot.peek() else { return Evicted::No };
     let Some(address) = node.meta.stored.get() else {
         return Evicted::No; // dirty
@@ -156,5 +160,5 @@ pub(crate) fn evict<K: PartialEq + Clone, V>(slot: &Slot<K, V>, sentinel: &Senti
         high: node.high.clone(),
         right: node.right.clone(),
     };
-    slot.evict(&node, ghost, sentinel)
+    slot.evict(&node, ghost, sentinel, Some(account))
 }

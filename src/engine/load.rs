@@ -241,7 +241,8 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         let Some(stored) = &self.stored else { return Ok(false) };
         let found = self.descend::<true, K>(Seek::Key(key), level)?;
         drop(found.node);
-        let evicted = super::evict::evict(&found.slot, &stored.ghost) == super::slot::Evicted::Yes;
+        let evicted =
+            super::evict::evict(&found.slot, stored.account(), &stored.ghost) == super::slot::Evicted::Yes;
         if evicted {
             Counters::bump(&stored.counters.evictions);
         }

@@ -72,6 +72,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
+use super::account::{Account, Charge};
 use super::node::{Node, prefetch};
 use super::sync::{
     AtomicArc, AtomicBool, AtomicU16, AtomicU32, Mutex, Ordering, Snapshot, lock, snapshot_into_arc,
@@ -129,7 +130,7 @@ enum Stands<K, V> {
     /// its record, and its right neighbour is found when it loads.
     Record { address: Address, level: u32 },
     /// Evicted in place, or the root of an opened tree: described in full.
-    Ghost(Box<Ghost<K, V>>),
+    Ghost(Box<Description<K, V>>),
     /// Terminal: its parent went back to being a ghost. Never loaded; the
     /// description keeps what finding the live slot takes (level, `low`)
     /// and what a checkpoint still walking an old parent version reads
@@ -144,6 +145,25 @@ pub(crate) struct Sentinel<K, V>(Arc<State<K, V>>);
 impl<K, V> Sentinel<K, V> {
     pub(crate) fn new() -> Sentinel<K, V> {
         Sentinel(Arc::new(State::Ghost))
+    }
+}
+
+/// The description a ghost slot holds (`Stands::Ghost`), charged to the
+/// tree's account while held: a slot evicted in place keeps it until its
+/// next load or until its parent goes, so under churn nearly every child of
+/// a resident branch holds one. (Uncharged, they put the heap at 1.4x the
+/// resident bytes after random reads of a tree ten times its budget.) The
+/// root of an opened tree holds one uncharged: a fixed cost.
+struct Description<K, V> {
+    ghost: Ghost<K, V>,
+    _charge: Option<Charge>,
+}
+
+impl<K, V> Deref for Description<K, V> {
+    type Target = Ghost<K, V>;
+
+    fn deref(&self) -> &Ghost<K, V> {
+        &self.ghost
     }
 }
 
@@ -255,7 +275,7 @@ impl<K, V> Slot<K, V> {
 
     /// A described ghost (the root of an opened tree).
     pub(crate) fn ghost(ghost: Ghost<K, V>, sentinel: &Sentinel<K, V>) -> Arc<Slot<K, V>> {
-        Slot::with(Arc::clone(&sentinel.0), Stands::Ghost(Box::new(ghost)))
+        Slot::with(Arc::clone(&sentinel.0), Stands::Ghost(Box::new(Description { ghost, _charge: None })))
     }
 
     /// A child ghost made by its parent's load.
@@ -328,7 +348,7 @@ impl<K, V> Slot<K, V> {
                 Stands::Detached(ghost) => {
                     return Access::Detached { level: ghost.level, low: ghost.low.clone() };
                 }
-                Stands::Ghost(ghost) => Target::Described((**ghost).clone()),
+                Stands::Ghost(held) => Target::Described(held.ghost.clone()),
                 Stands::Record { address, level } => Target::Child { address: *address, level: *level },
                 Stands::Node => continue, // loaded since `state` was read
             };
@@ -357,7 +377,8 @@ impl<K, V> Slot<K, V> {
             }
             let stands = lock(&self.stands);
             let ghost = match &*stands {
-                Stands::Ghost(ghost) | Stands::Detached(ghost) => GhostView::Described(ghost),
+                Stands::Ghost(held) => GhostView::Described(&held.ghost),
+                Stands::Detached(ghost) => GhostView::Described(ghost),
                 Stands::Record { address, level } => GhostView::Child { address: *address, level: *level },
                 Stands::Node => continue, // loaded meanwhile: look again
             };
@@ -365,8 +386,9 @@ impl<K, V> Slot<K, V> {
         }
     }
 
-    /// Turns the slot into a ghost described by `ghost()` if `current` is
-    /// still its version, and detaches the children of a branch.
+    /// Turns the slot into a ghost described by `ghost()` (charged to
+    /// `account`) if `current` is still its version, and detaches the
+    /// children of a branch.
     ///
     /// A branch is evicted only if each child is a ghost that ends where
     /// its separator says (no split of it is waiting to be posted), checked
@@ -380,6 +402,7 @@ impl<K, V> Slot<K, V> {
         current: &NodeRef<K, V>,
         ghost: impl FnOnce() -> Ghost<K, V>,
         sentinel: &Sentinel<K, V>,
+        account: Option<&'static Account>,
     ) -> Evicted
     where
         K: PartialEq + Clone,
@@ -414,7 +437,10 @@ impl<K, V> Slot<K, V> {
         // Every description is built before the swap: they clone keys, and
         // a panic in `K::clone` must find the node still loaded, not a ghost
         // that nothing describes.
-        let ghost = Box::new(ghost());
+        let ghost = Box::new(Description {
+            ghost: ghost(),
+            _charge: account.map(|account| account.charge(size_of::<Description<K, V>>(), false)),
+        });
         let detached: Vec<Stands<K, V>> = held
             .iter()
             .enumerate()
@@ -438,9 +464,12 @@ impl<K, V> Slot<K, V> {
             *held = match std::mem::replace(&mut *held, Stands::Node) {
                 // A stale right link to this slot must not keep its old
                 // siblings alive; finding the live slot needs level and low.
-                Stands::Ghost(mut ghost) => {
+                // Detached, it is garbage soon (only stale links hold it):
+                // uncharged, as before a load.
+                Stands::Ghost(held) => {
+                    let Description { mut ghost, .. } = *held;
                     ghost.right = None;
-                    Stands::Detached(ghost)
+                    Stands::Detached(Box::new(ghost))
                 }
                 _ => detached,
             };
