@@ -43,6 +43,11 @@ pub struct Stats {
     pub resident_bytes: u64,
     /// Bytes of node versions not yet on the store.
     pub dirty_bytes: u64,
+    /// Bytes of memory the store holds for its own bookkeeping (a file
+    /// store: its free-space map and what it tracks since the last commit).
+    /// They count against the memory budget beside `resident_bytes`, as of
+    /// the last checkpoint.
+    pub store_memory_bytes: u64,
     /// Bytes the store takes (a file store: the file's length).
     pub file_bytes: u64,
     /// Bytes of the records the last checkpoint names, with their framing.

@@ -151,6 +151,6 @@ impl Store for MemoryStore {
 
     fn usage(&self) -> Usage {
         let commit = self.commit();
-        Usage { file_bytes: commit.held_bytes, live_bytes: commit.live_bytes }
+        Usage::new(commit.held_bytes, commit.live_bytes)
     }
 }

@@ -123,12 +123,24 @@ pub struct Usage {
     pub file_bytes: u64,
     /// Bytes of the records the last commit names (and their framing).
     pub live_bytes: u64,
+    /// Bytes of memory the store holds for its own bookkeeping (a file
+    /// store: its free-space map, and what it tracks of the records
+    /// appended and freed since the last commit). The tree counts them
+    /// against its memory budget, beside its nodes. Not the records: a
+    /// store that keeps them in memory ([`MemoryStore`](crate::MemoryStore))
+    /// stands for a disk.
+    pub memory_bytes: u64,
 }
 
 impl Usage {
     /// A usage report (for stores outside this crate).
     pub fn new(file_bytes: u64, live_bytes: u64) -> Usage {
-        Usage { file_bytes, live_bytes }
+        Usage { file_bytes, live_bytes, memory_bytes: 0 }
+    }
+
+    /// This report with `bytes` of the store's bookkeeping in memory.
+    pub fn with_memory_bytes(self, bytes: u64) -> Usage {
+        Usage { memory_bytes: bytes, ..self }
     }
 }
 

@@ -94,6 +94,19 @@ pub struct FileStore {
     unwritten: RwLock<BTreeMap<u64, Vec<u8>>>,
 }
 
+impl Writer {
+    /// About what the write side holds in memory: its maps at the size of
+    /// their entries and half again (B-tree nodes are half to full), its
+    /// lists at their capacity, the frames not written out.
+    fn memory_bytes(&self) -> usize {
+        let lists = [&self.appended, &self.freed, &self.settled, &self.settled_freed, &self.orphans];
+        self.space.as_ref().map_or(0, Space::memory_bytes)
+            + lists.iter().map(|list| list.capacity() * size_of::<Extent>()).sum::<usize>()
+            + space::btree_bytes(self.checksums.len(), size_of::<(u64, u32)>())
+            + self.unwritten_bytes
+    }
+}
+
 /// The write side: the space map and where the commit protocol stands.
 struct Writer {
     /// The last commit made durable (read at open, or written since).
@@ -660,10 +673,11 @@ impl Store for FileStore {
     fn usage(&self) -> Usage {
         let writer = self.writer();
         let committed = &writer.committed;
-        Usage {
-            file_bytes: self.disk.len().unwrap_or(committed.end),
-            live_bytes: committed.end - DATA_START - committed.free_bytes,
-        }
+        Usage::new(
+            self.disk.len().unwrap_or(committed.end),
+            committed.end - DATA_START - committed.free_bytes,
+        )
+        .with_memory_bytes(writer.memory_bytes() as u64)
     }
 }
 

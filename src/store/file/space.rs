@@ -16,6 +16,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+/// About the memory a `BTreeMap` or `BTreeSet` of `len` entries of `entry`
+/// bytes takes: its nodes hold 11 entries and are half to wholly full, and
+/// each has a few words of header.
+pub(crate) fn btree_bytes(len: usize, entry: usize) -> usize {
+    len * (entry * 3 / 2 + 4)
+}
+
 /// Records start and end on multiples of this.
 pub(crate) const ALIGN: u64 = 16;
 
@@ -61,6 +68,12 @@ impl Space {
     /// Number of free extents.
     pub(crate) fn len(&self) -> usize {
         self.by_offset.len()
+    }
+
+    /// About the memory the map takes (both indexes).
+    pub(crate) fn memory_bytes(&self) -> usize {
+        btree_bytes(self.by_offset.len(), size_of::<(u64, u64)>())
+            + btree_bytes(self.by_size.len(), size_of::<(u64, u64)>())
     }
 
     /// Takes `len` bytes (a multiple of [`ALIGN`]) and returns their offset.
