@@ -67,6 +67,7 @@ impl Db for Ghost {
             ("gb_resident_bytes", s.resident_bytes as f64),
             ("gb_file_bytes", s.file_bytes as f64),
             ("gb_live_bytes", s.live_bytes as f64),
+            ("gb_store_memory_bytes", s.store_memory_bytes as f64),
             ("gb_checkpoints", s.checkpoints as f64),
             ("gb_loads", s.loads as f64),
             ("gb_reads_through", s.reads_through as f64),
