@@ -44,8 +44,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::account::Account;
+use super::os::release_free_memory;
 use super::slot::{Evicted, Ghost, Sentinel, Slot};
-use super::sync::{AtomicUsize, Mutex, Ordering, lock, try_lock};
+use super::sync::{AtomicUsize, HintCount, Mutex, Ordering, lock, try_lock};
 
 /// The eviction clock of one tree.
 pub(crate) struct Clock<K, V> {
@@ -53,11 +54,18 @@ pub(crate) struct Clock<K, V> {
     queue: Mutex<VecDeque<Arc<Slot<K, V>>>>,
     /// Callers that need slots to stay put: no eviction while non-zero.
     pauses: AtomicUsize,
+    /// Evictions since the allocator was last asked to give free memory
+    /// back (`os::release_free_memory`); only decides when (`HintCount`).
+    since_release: HintCount,
 }
 
 impl<K, V> Clock<K, V> {
     pub(crate) fn new() -> Clock<K, V> {
-        Clock { queue: Mutex::new(VecDeque::new()), pauses: AtomicUsize::new(0) }
+        Clock {
+            queue: Mutex::new(VecDeque::new()),
+            pauses: AtomicUsize::new(0),
+            since_release: HintCount::new(0),
+        }
     }
 
     /// Queues a node that just became clean and resident (loaded, or stored
@@ -134,6 +142,20 @@ impl<K: PartialEq + Clone, V> Clock<K, V> {
                     slot.dequeued();
                     queue.pop_back();
                 }
+            }
+        }
+        // What was evicted was often allocated by other threads, whose
+        // arenas keep the space (`os.rs`): after an eighth of the queue's
+        // worth of evictions, the allocator gives its free pages back.
+        let evicted_now = usize::try_from(evicted).unwrap_or(usize::MAX);
+        if evicted_now > 0 {
+            // Relaxed: a hint (`HintCount`), and only a turn of the clock
+            // touches it, under the queue's lock.
+            let since = self.since_release.fetch_add(evicted_now, Ordering::Relaxed) + evicted_now;
+            if since >= queue.len() / 8 + 64 {
+                self.since_release.store(0, Ordering::Relaxed);
+                drop(queue);
+                release_free_memory();
             }
         }
         evicted

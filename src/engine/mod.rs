@@ -12,6 +12,7 @@ pub(crate) mod format;
 mod load;
 mod merge;
 pub(crate) mod node;
+pub(crate) mod os;
 pub(crate) mod schedule;
 pub(crate) mod search;
 pub(crate) mod slot;
