@@ -11,8 +11,8 @@
 /// use: after random reads on two threads and a scan on a third, the
 /// process held 3x the budget at 10M keys (`docs/benchmarks.md`).
 /// `malloc_trim` walks every arena and gives back its whole free pages
-/// (about 0.1 ms at a 16 MB budget); the clock calls it after about an
-/// eighth of its queue's worth of evictions (`evict.rs`).
+/// (about 0.1 ms at a 16 MB budget, more with more threads); the clock
+/// calls it after its queue's worth of evictions (`evict.rs`).
 pub(crate) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu", not(miri), not(loom)))]
     {
