@@ -25,7 +25,7 @@
 //! off every write.
 
 use super::striped::Striped;
-use super::sync::{AtomicBool, HintCount, Ordering};
+use super::sync::{AtomicBool, Ordering};
 
 const RESIDENT: usize = 0;
 const DIRTY: usize = 1;
@@ -34,10 +34,6 @@ const DIRTY: usize = 1;
 pub(crate) struct Account {
     bytes: Striped<2>,
     budget: usize,
-    /// Bytes the store holds in memory for its bookkeeping
-    /// (`Usage::memory_bytes`), as of the last checkpoint: they count
-    /// against the budget beside the resident bytes.
-    store: HintCount,
 }
 
 /// A version's share of its tree's memory count.
@@ -92,26 +88,9 @@ impl Account {
         self.budget
     }
 
-    /// The store's bookkeeping bytes, as last noted.
-    pub(crate) fn store(&self) -> usize {
-        // Relaxed: a count that only steers eviction (`HintCount`).
-        self.store.load(Ordering::Relaxed)
-    }
-
-    /// Notes the store's bookkeeping bytes (after a checkpoint).
-    pub(crate) fn set_store(&self, bytes: usize) {
-        // Relaxed: as in `store`.
-        self.store.store(bytes, Ordering::Relaxed);
-    }
-
-    /// Resident bytes and the store's bookkeeping: what the budget bounds.
-    pub(crate) fn used(&self) -> usize {
-        self.resident().saturating_add(self.store())
-    }
-
-    /// True if what the budget bounds exceeds it.
+    /// True if resident bytes exceed the budget.
     pub(crate) fn over_budget(&self) -> bool {
-        self.used() > self.budget
+        self.resident() > self.budget
     }
 }
 
@@ -125,7 +104,7 @@ pub(crate) struct AccountBox(&'static mut Account);
 
 impl AccountBox {
     pub(crate) fn new(budget: usize) -> AccountBox {
-        AccountBox(Box::leak(Box::new(Account { bytes: Striped::new(), budget, store: HintCount::new(0) })))
+        AccountBox(Box::leak(Box::new(Account { bytes: Striped::new(), budget })))
     }
 
     pub(crate) fn get(&self) -> &'static Account {

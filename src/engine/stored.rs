@@ -142,7 +142,7 @@ impl<K, V> Stored<K, V> {
     /// through lately (`through.rs`).
     pub(crate) fn reads_through(&self, slot: &Slot<K, V>) -> bool {
         let account = self.account();
-        if account.used() < account.budget() - account.budget() / 16 {
+        if account.resident() < account.budget() - account.budget() / 16 {
             return false;
         }
         // Relaxed: a statistic read as a coarse clock; any recent value does.
@@ -186,8 +186,6 @@ impl<K, V> Stored<K, V> {
             (Ok(()), Ending::Spill) => &self.counters.spills,
         };
         Counters::bump(counter);
-        // What it appended and freed changed the store's bookkeeping.
-        self.account().set_store(usize::try_from(self.store.usage().memory_bytes).unwrap_or(usize::MAX));
         match result {
             Ok(()) if ending == Ending::Spill => {}
             _ => *lock(&self.health) = result.as_ref().err().cloned(),

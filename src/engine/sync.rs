@@ -155,9 +155,9 @@ pub(crate) use loom::sync::{
 /// loom models' time (544 s to 958 s) for no behaviour they could miss.
 pub(crate) type HintFlag = std::sync::atomic::AtomicBool;
 
-/// A count of the same kind: the store's bookkeeping bytes as the last
-/// checkpoint found them (`account.rs`), which only decides how much the
-/// clock evicts. Any value is safe; std's in both builds.
+/// A count of the same kind: evictions since the allocator last gave
+/// memory back (`evict.rs`), which only decides when it is asked again.
+/// Any value is safe; std's in both builds.
 pub(crate) type HintCount = std::sync::atomic::AtomicUsize;
 
 /// A small number that differs between threads that run at the same time,

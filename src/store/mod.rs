@@ -125,9 +125,10 @@ pub struct Usage {
     pub live_bytes: u64,
     /// Bytes of memory the store holds for its own bookkeeping (a file
     /// store: its free-space map, and what it tracks of the records
-    /// appended and freed since the last commit). The tree counts them
-    /// against its memory budget, beside its nodes. Not the records: a
-    /// store that keeps them in memory ([`MemoryStore`](crate::MemoryStore))
+    /// appended and freed since the last commit), reported in
+    /// [`Stats::store_memory_bytes`](crate::Stats::store_memory_bytes); not
+    /// (yet) bounded by the tree's memory budget. Not the records: a store
+    /// that keeps them in memory ([`MemoryStore`](crate::MemoryStore))
     /// stands for a disk.
     pub memory_bytes: u64,
 }
