@@ -70,6 +70,9 @@ pub struct Range<'a, K, V> {
     /// Cleared by the back's first yield from the leaf.
     back_entered: Option<K>,
     done: bool,
+    /// Read every ghost leaf met moving right through the cache, whatever
+    /// the budget (for the loom models).
+    always_through: bool,
 }
 
 impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
@@ -81,7 +84,23 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
             (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => s >= e,
             _ => false,
         };
-        Range { tree, start, end, front: None, front_entered: None, back: None, back_entered: None, done }
+        Range {
+            tree,
+            start,
+            end,
+            front: None,
+            front_entered: None,
+            back: None,
+            back_entered: None,
+            done,
+            always_through: false,
+        }
+    }
+
+    /// This range, reading through every ghost leaf it meets moving right.
+    #[cfg(loom)]
+    pub(crate) fn always_through(self) -> Self {
+        Range { always_through: true, ..self }
     }
 
     /// True if the front has passed `key`: yielded it if it was present in
@@ -159,7 +178,7 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
         // version, which holds every key its range held when it froze. A
         // detached one gives the live node where its range starts, which
         // may begin further left, if a merge absorbed the node there.
-        let next = self.tree.version(right)?;
+        let next = self.tree.scan_version(right, self.always_through)?;
         if next.low.as_ref() == Some(high) {
             return Ok(Some(((next, 0), None)));
         }

@@ -328,6 +328,14 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
         self.tree.get_through(key)
     }
 
+    /// `iter`, reading every ghost leaf it meets moving right through the
+    /// cache whatever the budget (for the loom models).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn iter_through(&self) -> Range<'_, K, V> {
+        Range::new(&self.tree, Bound::Unbounded, Bound::Unbounded).always_through()
+    }
+
     /// What the tree has done since it was opened.
     pub fn stats(&self) -> Stats {
         self.tree.stats()

@@ -144,3 +144,54 @@ fn a_reopened_tree_takes_writes_and_flushes() {
     drop(tree);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A session that only reads writes nothing: its flushes and its close
+/// find nothing written since the last commit, so the file stays as it was
+/// (byte for byte) and no free-space map is loaded. One write, even spilled
+/// by a writer under a tiny budget, makes the next flush commit.
+#[test]
+fn a_read_only_session_leaves_the_file_as_it_was() {
+    let dir = dir("read-only-session");
+    let path = dir.join("t.gbt");
+    let config = Config::new().leaf_capacity(16).branch_capacity(8);
+    {
+        let tree = BTree::open_file(&path, config.clone()).unwrap();
+        for i in 0..20_000u64 {
+            tree.insert(i, i * 2).unwrap();
+        }
+        tree.close().unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    {
+        let tree: BTree<u64, u64> = BTree::open_file(&path, config.clone().memory_budget(64 << 10)).unwrap();
+        for i in (0..20_000u64).step_by(7) {
+            assert_eq!(tree.get(&i).unwrap(), Some(i * 2));
+        }
+        assert_eq!(tree.iter().count(), 20_000);
+        tree.flush().unwrap();
+        let stats = tree.stats();
+        assert_eq!((stats.checkpoints, stats.store_writes, stats.store_memory_bytes), (0, 0, 0), "{stats:?}");
+        tree.close().unwrap();
+    }
+    assert!(std::fs::read(&path).unwrap() == before, "a read-only session changed the file");
+    {
+        let tree: BTree<u64, u64> = BTree::open_file(&path, config.clone().memory_budget(16 << 10)).unwrap();
+        for i in 0..2_000u64 {
+            tree.insert(i, i * 3).unwrap();
+        }
+        assert!(tree.stats().spills > 0, "{:?}", tree.stats());
+        tree.flush().unwrap();
+        assert!(tree.stats().checkpoints >= 1, "{:?}", tree.stats());
+        // Nothing written since: a second flush commits nothing more.
+        let commits = tree.stats().checkpoints;
+        tree.flush().unwrap();
+        assert_eq!(tree.stats().checkpoints, commits);
+    }
+    let tree: BTree<u64, u64> = BTree::open_file(&path, config).unwrap();
+    for i in 0..2_000u64 {
+        assert_eq!(tree.get(&i).unwrap(), Some(i * 3), "key {i}");
+    }
+    assert!(tree.verify().unwrap().is_ok());
+    drop(tree);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -147,3 +147,47 @@ fn a_hot_set_still_becomes_resident() {
     let reads = tree.stats().store_reads - before;
     assert_eq!(reads, 0, "the hot set is not resident: {:?}", tree.stats());
 }
+
+/// A scan of a tree ten times the budget reads its ghost leaves through
+/// (`through.rs`, "Scans"): it loads none of them, so the hot set that was
+/// resident before stays resident, and the scan yields every entry once,
+/// in order.
+#[test]
+fn a_scan_leaves_the_hot_set_resident() {
+    let config = Config::new().leaf_capacity(128);
+    let store = MemoryStore::new();
+    let keys = 20_000u64;
+    built(&store, &config, 0..keys);
+    let budget = (store.usage().live_bytes / 10) as usize;
+    let tree: BTree<u64, u64> = BTree::open(store, config.memory_budget(budget)).unwrap();
+    let hot = 5_000..5_200u64;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for i in 0..60_000 {
+        let key = if i % 2 == 0 && i > 20_000 { hot.start + next() % 200 } else { next() % keys };
+        assert_eq!(tree.get(&key).unwrap(), Some(key * 2));
+    }
+    let before = tree.stats();
+    let mut expected = 0;
+    for entry in tree.iter() {
+        assert_eq!(entry.unwrap(), (expected, expected * 2));
+        expected += 1;
+    }
+    assert_eq!(expected, keys);
+    let after = tree.stats();
+    let leaves = keys / 128;
+    assert!(after.reads_through - before.reads_through > leaves / 2, "{after:?}");
+    // The first leaf comes by a descent, which loads.
+    assert!(after.loads - before.loads <= 2, "the scan loaded leaves: {after:?}");
+    assert!(after.resident_bytes as usize <= budget + budget / 4, "{after:?}");
+    for _ in 0..2_000 {
+        let key = hot.start + next() % 200;
+        assert_eq!(tree.get(&key).unwrap(), Some(key * 2));
+    }
+    assert_eq!(tree.stats().store_reads, after.store_reads, "the scan evicted the hot set: {after:?}");
+}

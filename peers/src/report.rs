@@ -91,6 +91,8 @@ fn tables() -> Vec<Table> {
                 col("budget, MiB", "budget", MIB),
                 col("RSS before open, MiB", "rss_before", MIB),
                 col("max RSS, MiB", "rss_max", MIB),
+                col("max during the reads, MiB", "rss_max_reads", MIB),
+                col("max during the scan, MiB", "rss_max_scan", MIB),
                 col("growth, MiB", "rss_growth", MIB),
                 col("growth / budget", "growth_over_budget", 1.0),
                 col("max / budget", "max_over_budget", 1.0),

@@ -232,6 +232,7 @@ fn rss<D: Db>(job: &Job<'_>, fig: &mut Figures) -> Result<()> {
     let before = os::rss();
     let done = AtomicBool::new(false);
     let max = AtomicU64::new(before);
+    let max_reads = AtomicU64::new(before);
     type Counters = Vec<(&'static str, f64)>;
     let (after_reads, end, counters) = thread::scope(|s| -> Result<(u64, u64, Counters)> {
         s.spawn(|| {
@@ -244,6 +245,8 @@ fn rss<D: Db>(job: &Job<'_>, fig: &mut Figures) -> Result<()> {
             let db = D::open(job.dir, job.budget)?;
             read_for(&db, job, 2, job.secs)?;
             let after_reads = os::rss();
+            // The peak so far, and from here on the scan's.
+            max_reads.store(max.swap(after_reads, Ordering::Relaxed).max(after_reads), Ordering::Relaxed);
             check_all(&db, job.keys)?;
             let end = os::rss();
             let counters = db.counters();
@@ -258,7 +261,10 @@ fn rss<D: Db>(job: &Job<'_>, fig: &mut Figures) -> Result<()> {
     fig.set("rss_before", before as f64);
     fig.set("rss_after_reads", after_reads as f64);
     fig.set("rss_after_scan", end as f64);
-    let max = max.load(Ordering::Relaxed);
+    let (max_reads, max_scan) = (max_reads.load(Ordering::Relaxed), max.load(Ordering::Relaxed));
+    fig.set("rss_max_reads", max_reads as f64);
+    fig.set("rss_max_scan", max_scan as f64);
+    let max = max_reads.max(max_scan);
     fig.set("rss_max", max as f64);
     fig.set("rss_growth", max.saturating_sub(before) as f64);
     fig.set("growth_over_budget", max.saturating_sub(before) as f64 / job.budget as f64);

@@ -143,9 +143,20 @@ fn at_epoch<K: Clone, V>(slot: &Slot<K, V>, epoch: u64, links: bool) -> AtEpoch<
 }
 
 impl<K: Ord + Clone, V: Clone> Tree<K, V> {
-    /// Writes a checkpoint (see the module docs). A no-op without a store.
+    /// Writes a checkpoint (see the module docs). A no-op without a store,
+    /// and when nothing was written since the last commit, which succeeded:
+    /// that commit is the tree, so a read-only session's flush or close
+    /// writes nothing (at 10M keys, such a commit's listing and the file
+    /// store's free-space map, loaded for it, took ~10 MB for an instant).
     pub(crate) fn checkpoint(&self) -> Result<(), Error> {
-        self.write_back(Ending::Commit)
+        let Some(stored) = &self.stored else { return Ok(()) };
+        let closed = stored.epochs.close();
+        // After the close: every write of the closed epoch is done and seen
+        // (its charges, its spills' appends), and no checkpoint is running.
+        if !stored.uncommitted() && stored.health().is_ok() {
+            return Ok(());
+        }
+        self.checkpoint_closed(stored, closed, Ending::Commit)
     }
 
     /// Writes a checkpoint, or with `Ending::Spill` only writes the dirty

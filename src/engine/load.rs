@@ -23,7 +23,7 @@
 
 use std::sync::Arc;
 
-use super::format::{self, DecodedBody, Expected};
+use super::format::{self, Decoded, DecodedBody, Expected};
 use super::node::{Body, Branch, Entries, Leaf, Meta, Node};
 use super::search::Seek;
 use super::slot::{Access, Frozen, Ghost, NodeArc, NodeRef, Slot, Target};
@@ -146,6 +146,17 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         slot: &Arc<Slot<K, V>>,
         target: &Target<K, V>,
     ) -> Result<Node<K, V>, Error> {
+        let decoded = Self::read_record(stored, target)?;
+        Counters::bump(&stored.counters.loads);
+        self.build_node(stored, slot, target, decoded)?.ok_or_else(|| Error::Corrupt {
+            address: Some(target.address()),
+            what: "bounds differ from the parent's separators".into(),
+        })
+    }
+
+    /// Reads and decodes the record `target` names, checked against its
+    /// description if it has one.
+    pub(super) fn read_record(stored: &Stored<K, V>, target: &Target<K, V>) -> Result<Decoded<K, V>, Error> {
         let address = target.address();
         let expected = match target {
             Target::Described(ghost) => {
@@ -153,18 +164,31 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             }
             Target::Child { level, .. } => Expected { level: *level, bounds: None },
         };
-        let decoded = stored
+        stored
             .read_with(address, |record| (stored.codecs.decode)(record, &expected))?
-            .map_err(|what| Error::Corrupt { address: Some(address), what })?;
+            .map_err(|what| Error::Corrupt { address: Some(address), what })
+    }
+
+    /// The node the record `decoded` of `slot` (read as `target`) makes,
+    /// charged as clean; `None` if `slot` is a child ghost whose parent's
+    /// separators around it are not the record's bounds (`place_child`).
+    pub(super) fn build_node(
+        &self,
+        stored: &Stored<K, V>,
+        slot: &Arc<Slot<K, V>>,
+        target: &Target<K, V>,
+        decoded: Decoded<K, V>,
+    ) -> Result<Option<Node<K, V>>, Error> {
+        let address = target.address();
         let (low, high) = (decoded.low, decoded.high);
         let right = match target {
             Target::Described(ghost) => ghost.right.clone(),
-            Target::Child { level, .. } => self
-                .place_child(slot, *level, low.as_ref(), high.as_ref())?
-                .ok_or_else(|| Error::Corrupt {
-                    address: Some(address),
-                    what: "bounds differ from the parent's separators".into(),
-                })?,
+            Target::Child { level, .. } => {
+                match self.place_child(slot, *level, low.as_ref(), high.as_ref())? {
+                    Some(right) => right,
+                    None => return Ok(None),
+                }
+            }
         };
         let body = match decoded.body {
             DecodedBody::Leaf { keys, vals } => Body::Leaf(Leaf { keys, vals }),
@@ -177,9 +201,8 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 keys,
             }),
         };
-        Counters::bump(&stored.counters.loads);
         let node = Node { low, high, right, body, meta: Meta::loaded_from(address) };
-        Ok(node.charged(Some(stored.account()), false))
+        Ok(Some(node.charged(Some(stored.account()), false)))
     }
 
     /// Checks a child ghost's bounds (from its record) against the level

@@ -510,26 +510,26 @@ impl<K, V> Slot<K, V> {
     }
 
     /// Runs `read` on the address and level of the record this slot stands
-    /// for, if it is a ghost (not loaded, loading, frozen or detached),
-    /// holding the slot's lock. A ghost leaves that state only by a load,
+    /// for, and its description if it has one (evicted in place: with its
+    /// bounds and right link), if it is a ghost (not loaded, loading, frozen
+    /// or detached), holding the slot's lock. A ghost leaves that state only by a load,
     /// which starts under this lock (`access`): so until `read` returns the
     /// node is not written, no checkpoint supersedes the record, and its
     /// space is not freed for reuse. `None` if the slot is not such a ghost.
     pub(crate) fn with_record<R>(
         &self,
         sentinel: &Sentinel<K, V>,
-        read: impl FnOnce(Address, u32) -> R,
+        read: impl FnOnce(Address, u32, Option<&Ghost<K, V>>) -> R,
     ) -> Option<R> {
         let stands = lock(&self.stands);
         if !self.state.holds(&sentinel.0) {
             return None;
         }
-        let (address, level) = match &*stands {
-            Stands::Ghost(ghost) => (ghost.address, ghost.level),
-            Stands::Record { address, level } => (*address, *level),
-            Stands::Node | Stands::Detached(_) => return None,
-        };
-        Some(read(address, level))
+        match &*stands {
+            Stands::Ghost(ghost) => Some(read(ghost.address, ghost.level, Some(ghost))),
+            Stands::Record { address, level } => Some(read(*address, *level, None)),
+            Stands::Node | Stands::Detached(_) => None,
+        }
     }
 
     /// The record of a ghost that ends at `bound` (its parent's next
@@ -739,6 +739,13 @@ impl<K, V> Deref for NodeRef<K, V> {
 
 /// A loaded version held by an `Arc`: `Send`, and fine to keep.
 pub(crate) struct NodeArc<K, V>(Arc<State<K, V>>);
+
+impl<K, V> NodeArc<K, V> {
+    /// A version no slot holds: a leaf a scan read through (`through.rs`).
+    pub(crate) fn unshared(node: Node<K, V>) -> NodeArc<K, V> {
+        NodeArc(Arc::new(State::Loaded(node)))
+    }
+}
 
 impl<K, V> Clone for NodeArc<K, V> {
     fn clone(&self) -> Self {

@@ -1,6 +1,7 @@
 //! Reading through the cache: a point read that meets a ghost leaf while
 //! the cache is full looks its key up in the leaf's record, without
-//! loading the node.
+//! loading the node; a scan moving right decodes the leaf's record into a
+//! version of its own.
 //!
 //! # Why
 //!
@@ -23,6 +24,24 @@
 //! budget holds nodes of 1 KiB, so a hot set the budget can hold still
 //! ends up resident, and a scan or a uniform spread does not churn it.
 //!
+//! # Scans
+//!
+//! A scan of a tree larger than the budget that loaded every leaf would
+//! evict the whole cache, a leaf at a time, for leaves it reads once (and
+//! over glibc, the versions it frees were allocated by other threads, whose
+//! arenas keep the pages until a trim). So the same rule applies to the leaves an iterator reaches
+//! through right links: a ghost leaf not read through lately is decoded
+//! into a version no slot holds ([`NodeArc::unshared`]), charged to the
+//! account while the iterator holds it, and dropped when it moves on. It is
+//! the version the slot stood for when its record was read (a ghost is
+//! clean), which is all `iter.rs` asks of a leaf reached by a right link.
+//! Its right link is the description's, for a leaf evicted in place, or,
+//! for a child ghost, found as a load finds it, after the slot's lock is
+//! let go; if the parent no longer has the record's bounds around the slot
+//! (it split or merged since), the iterator reads the slot as usual.
+//! Iterators moving left and the first leaf of a range come by descents,
+//! which load.
+//!
 //! # Invariant
 //!
 //! The record is read under the slot's lock while the slot is a ghost
@@ -37,7 +56,7 @@ use std::borrow::Borrow;
 use std::sync::Arc;
 
 use super::search::Seek;
-use super::slot::Slot;
+use super::slot::{NodeArc, Slot, Target};
 use super::stored::{Counters, Stored};
 use super::tree::{Tree, leaf_of};
 use crate::Error;
@@ -113,7 +132,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     where
         K: Borrow<Q>,
     {
-        let read = slot.with_record(&stored.ghost, |address, level| {
+        let read = slot.with_record(&stored.ghost, |address, level, _| {
             if level != 0 {
                 return Ok(None);
             }
@@ -124,5 +143,51 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             found.map_err(|what| Error::Corrupt { address: Some(address), what })
         });
         read.transpose().map(Option::flatten)
+    }
+
+    /// A version of the leaf `slot` for an iterator moving right (what
+    /// [`Tree::version`] gives), read through the cache if it is a ghost
+    /// worth not loading (module docs, "Scans"), or with `always` whatever
+    /// the budget.
+    pub(crate) fn scan_version(&self, slot: &Arc<Slot<K, V>>, always: bool) -> Result<NodeArc<K, V>, Error> {
+        if let Some(node) = slot.loaded() {
+            return Ok(node.into_arc());
+        }
+        if let Some(stored) = &self.stored
+            && (always || stored.reads_through(slot))
+            && let Some(node) = self.scan_through(stored, slot)?
+        {
+            return Ok(node);
+        }
+        self.version(slot)
+    }
+
+    /// The version in the record of the ghost leaf `slot`, in no slot;
+    /// `None` if the slot is no longer a ghost leaf, or, for a child ghost,
+    /// if its parent's separators around it no longer are the record's
+    /// bounds (it split or merged since): the caller reads it as usual.
+    #[cold]
+    fn scan_through(
+        &self,
+        stored: &Stored<K, V>,
+        slot: &Arc<Slot<K, V>>,
+    ) -> Result<Option<NodeArc<K, V>>, Error> {
+        let read = slot.with_record(&stored.ghost, |address, level, ghost| {
+            if level != 0 {
+                return Ok(None);
+            }
+            let target = match ghost {
+                Some(ghost) => Target::Described(ghost.clone()),
+                None => Target::Child { address, level },
+            };
+            Self::read_record(stored, &target).map(|decoded| Some((target, decoded)))
+        });
+        let Some((target, decoded)) = read.transpose()?.flatten() else {
+            return Ok(None);
+        };
+        Counters::bump(&stored.counters.reads_through);
+        // After the slot's lock is let go: finding a child ghost's right
+        // neighbour descends, and may load.
+        Ok(self.build_node(stored, slot, &target, decoded)?.map(NodeArc::unshared))
     }
 }
