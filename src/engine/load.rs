@@ -165,7 +165,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             Target::Child { level, .. } => Expected { level: *level, bounds: None },
         };
         stored
-            .read_with(address, |record| (stored.codecs.decode)(record, &expected))?
+            .read_with(address, |record| (stored.codecs.decode)(record, &expected, stored.codecs.crc))?
             .map_err(|what| Error::Corrupt { address: Some(address), what })
     }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::account::{Account, AccountBox};
 use super::epoch::Epochs;
 use super::evict::Clock;
-use super::format::{self, Decoded, Expected, TooLarge};
+use super::format::{self, Crc, Decoded, Expected, TooLarge};
 use super::node::Named;
 use super::schedule::Schedule;
 use super::slot::{Sentinel, Slot};
@@ -73,13 +73,15 @@ pub(crate) struct Codecs<K, V> {
     pub(crate) encode_leaf: EncodeLeaf<K, V>,
     pub(crate) encode_branch: EncodeBranch<K>,
     pub(crate) search_leaf: SearchLeaf<K, V>,
+    /// Whether the records the store returns need their own CRC checked.
+    pub(crate) crc: Crc,
 }
 
-type DecodeNode<K, V> = fn(&[u8], &Expected<'_, K>) -> Result<Decoded<K, V>, String>;
+type DecodeNode<K, V> = fn(&[u8], &Expected<'_, K>, Crc) -> Result<Decoded<K, V>, String>;
 type EncodeLeaf<K, V> = fn(Option<&K>, Option<&K>, &[K], &[V]) -> Result<Vec<u8>, TooLarge>;
 type EncodeBranch<K> = fn(u32, Option<&K>, Option<&K>, &[K], &[Address]) -> Result<Vec<u8>, TooLarge>;
 type SearchLeaf<K, V> =
-    fn(&[u8], &mut dyn FnMut(&K) -> std::cmp::Ordering) -> Result<Option<Option<V>>, String>;
+    fn(&[u8], Crc, &mut dyn FnMut(&K) -> std::cmp::Ordering) -> Result<Option<Option<V>>, String>;
 
 /// Clock steps one thread takes per call, at most: bounds what a reader pays
 /// for the others (the per-thread slack over the budget), also when nothing
@@ -94,6 +96,7 @@ impl<K, V> Stored<K, V> {
         K: Codec + Ord,
         V: Codec,
     {
+        let crc = if store.checks_records() { Crc::Trusted } else { Crc::Check };
         Stored {
             store,
             codecs: Codecs {
@@ -101,6 +104,7 @@ impl<K, V> Stored<K, V> {
                 encode_leaf: format::encode_leaf::<K, V>,
                 encode_branch: format::encode_branch::<K>,
                 search_leaf: format::search_leaf::<K, V>,
+                crc,
             },
             counters: Counters::default(),
             epochs: Epochs::new(epoch, len),

@@ -137,7 +137,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 return Ok(None);
             }
             let found = stored.read_with(address, |record| {
-                (stored.codecs.search_leaf)(record, &mut |k: &K| k.borrow().cmp(key))
+                (stored.codecs.search_leaf)(record, stored.codecs.crc, &mut |k: &K| k.borrow().cmp(key))
             })?;
             Counters::bump(&stored.counters.reads_through);
             found.map_err(|what| Error::Corrupt { address: Some(address), what })

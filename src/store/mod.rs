@@ -56,6 +56,15 @@ pub trait Store: Send + Sync {
         Ok(buf)
     }
 
+    /// Whether every record [`read`](Store::read) and
+    /// [`read_into`](Store::read_into) return was checked against a
+    /// checksum the store keeps over the whole record, so that damage is an
+    /// `InvalidData` error, never bytes. The tree then skips the check of
+    /// the record's own CRC. By default `false`: the tree checks.
+    fn checks_records(&self) -> bool {
+        false
+    }
+
     /// The commit being prepared (the next [`write_commit`](Store::write_commit))
     /// no longer names the record at `address`: once that commit is
     /// durable, its space may be reused (an object store deletes it). Until
@@ -157,6 +166,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn free(&self, address: Address) -> io::Result<()> {
         (**self).free(address)
+    }
+    fn checks_records(&self) -> bool {
+        (**self).checks_records()
     }
     fn settle(&self) -> io::Result<()> {
         (**self).settle()

@@ -555,6 +555,12 @@ impl FileStore {
 }
 
 impl Store for FileStore {
+    /// Every record is read as a whole frame, whose CRC covers it
+    /// (`layout::decode_frame`).
+    fn checks_records(&self) -> bool {
+        true
+    }
+
     fn append(&self, record: &[u8]) -> io::Result<Address> {
         let frame = layout::encode_frame(Kind::Node, record);
         let len = frame.len() as u64;
