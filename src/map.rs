@@ -281,7 +281,9 @@ impl<K: Ord + Clone, V: Clone> BTree<K, V> {
     /// Writes a checkpoint and returns once it is durable: every operation
     /// that completed before the call is in it, none that started after the
     /// call returned. Readers go on meanwhile and writers only register.
-    /// A no-op for a tree without a store.
+    /// A no-op for a tree without a store, and when nothing was written
+    /// since the last checkpoint, which succeeded: that one is on disk
+    /// already (so a session that only reads never writes to its file).
     pub fn flush(&self) -> Result<(), Error> {
         self.tree.checkpoint()
     }
