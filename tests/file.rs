@@ -195,3 +195,47 @@ fn a_read_only_session_leaves_the_file_as_it_was() {
     drop(tree);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Reads leave the file's access time alone (`O_NOATIME`, on Linux, for
+/// the owner), where a plain read on the same filesystem updates it: the
+/// kernel would otherwise check the clock and the time on every `pread`.
+#[test]
+#[cfg(target_os = "linux")]
+fn reads_leave_the_access_time_alone() {
+    use std::fs::{File, FileTimes};
+    use std::time::{Duration, SystemTime};
+    let dir = dir("noatime");
+    let path = dir.join("t.gbt");
+    {
+        let tree = BTree::open_file(&path, Config::new().leaf_capacity(16)).unwrap();
+        for i in 0..5_000u64 {
+            tree.insert(i, i).unwrap();
+        }
+        tree.close().unwrap();
+    }
+    // Three days back: relatime, the usual mount option, updates an access
+    // time older than a day on the next read.
+    let old = SystemTime::now() - Duration::from_secs(3 * 86_400);
+    let set_old = || {
+        let file = File::options().write(true).open(&path).unwrap();
+        file.set_times(FileTimes::new().set_accessed(old)).unwrap();
+    };
+    let accessed = || std::fs::metadata(&path).unwrap().accessed().unwrap();
+    set_old();
+    std::fs::read(&path).unwrap();
+    if accessed() < old + Duration::from_secs(86_400) {
+        println!("skipped: this filesystem does not update access times on reads");
+        return;
+    }
+    set_old();
+    {
+        let tree: BTree<u64, u64> = BTree::open_file(&path, Config::new().memory_budget(16 << 10)).unwrap();
+        for i in (0..5_000u64).step_by(7) {
+            assert_eq!(tree.get(&i).unwrap(), Some(i));
+        }
+        assert!(tree.stats().store_reads > 100, "{:?}", tree.stats());
+        tree.close().unwrap();
+    }
+    assert!(accessed() < old + Duration::from_secs(86_400), "the tree's reads updated the access time");
+    let _ = std::fs::remove_dir_all(&dir);
+}

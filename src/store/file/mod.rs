@@ -168,7 +168,7 @@ impl FileStore {
             Err(e) if e.kind() == ErrorKind::NotFound => create(path)?,
             Err(e) => return Err(context(e, path, "cannot look at the file")),
         }
-        let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| {
+        let file = open_for_reads_and_writes(path).map_err(|e| {
             let why = match e.kind() {
                 ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
                     "cannot open it for writing, which a ghostbtree store needs"
@@ -719,6 +719,35 @@ fn create(path: &Path) -> io::Result<()> {
         let _ = fs::remove_file(&temporary);
     }
     written.map_err(|e| context(e, path, "cannot create the file"))
+}
+
+/// `path` opened to read and write, without access-time updates where the
+/// platform has `O_NOATIME` and we own the file: the kernel otherwise looks
+/// at the clock and the access time on every `pread` (`touch_atime`, 3.4 %
+/// of a one-thread random read through the cache at 1M keys), for a time
+/// nobody reads. Where it is refused (a file owned by another user), as
+/// usual.
+fn open_for_reads_and_writes(path: &Path) -> io::Result<File> {
+    #[cfg(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "x86",
+            target_arch = "aarch64",
+            target_arch = "arm",
+            target_arch = "riscv64"
+        )
+    ))]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // The generic value (asm-generic/fcntl.h), which these archs use.
+        const O_NOATIME: i32 = 0o1_000_000;
+        match OpenOptions::new().read(true).write(true).custom_flags(O_NOATIME).open(path) {
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {}
+            opened => return opened,
+        }
+    }
+    OpenOptions::new().read(true).write(true).open(path)
 }
 
 /// Writes the header page and two empty superblock slots, and syncs.
