@@ -164,7 +164,7 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
                 Bound::Included(start) => (start, true),
                 Bound::Excluded(start) => (start, false),
             };
-            let leaf = self.tree.seek(Seek::Key(start))?.into_arc();
+            let leaf = self.tree.scan_seek(Seek::Key(start), self.always_through)?;
             let at = leaf_of(&leaf).keys.partition_point(|k| if inclusive { k < start } else { k <= start });
             return Ok(Some(((leaf, at), None)));
         };
@@ -221,7 +221,7 @@ impl<'a, K: Ord + Clone, V: Clone> Range<'a, K, V> {
                 (Seek::Before(low), Some(Bound::Excluded(low)))
             }
         };
-        let leaf = self.tree.seek(seek)?.into_arc();
+        let leaf = self.tree.scan_seek(seek, self.always_through)?;
         let keys = &leaf_of(&leaf).keys;
         let at = match bound {
             None => keys.len(),

@@ -470,6 +470,37 @@ fn a_scan_reading_through_races_a_split_a_flush_and_an_eviction() {
     assert!(READ_THROUGH.load(std::sync::atomic::Ordering::Relaxed), "no execution read through");
 }
 
+/// The same race for a scan moving left: each step is a descent that ends
+/// at a ghost leaf and reads it through (`Tree::scan_seek`), while the
+/// writer splits that leaf, flushes and evicts it, so the version read may
+/// be one that split since and no longer reaches the step's target.
+#[test]
+fn a_reverse_scan_reading_through_races_a_split_a_flush_and_an_eviction() {
+    static READ_THROUGH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    model_with(2, || {
+        let tree = stored_tree(Config::new().leaf_capacity(2).branch_capacity(3), &[10, 20, 30, 40, 50]);
+        let writer = thread::spawn({
+            let tree = Arc::clone(&tree);
+            move || {
+                assert_eq!(tree.insert(35, 35).unwrap(), None);
+                tree.flush().unwrap();
+                tree.evict_node_of(&30, 0).unwrap();
+            }
+        });
+        let keys: Vec<u32> = tree.iter_through().rev().map(|e| e.unwrap().0).collect();
+        assert!(keys.windows(2).all(|w| w[0] > w[1]), "reverse scan out of order: {keys:?}");
+        for key in [10, 20, 30, 40, 50] {
+            assert!(keys.contains(&key), "reverse scan missed {key}: {keys:?}");
+        }
+        if tree.stats().reads_through > 0 {
+            READ_THROUGH.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        writer.join().unwrap();
+        check_final(&tree, &[10, 20, 30, 35, 40, 50]);
+    });
+    assert!(READ_THROUGH.load(std::sync::atomic::Ordering::Relaxed), "no execution read through");
+}
+
 /// Spills (`src/engine/checkpoint.rs`, "Spills"): the dirty nodes are
 /// written back without a commit while a writer splits a leaf, then the
 /// spilled leaves are evicted and read back from their uncommitted records,

@@ -149,11 +149,17 @@ fn a_hot_set_still_becomes_resident() {
 }
 
 /// A scan of a tree ten times the budget reads its ghost leaves through
-/// (`through.rs`, "Scans"): it loads none of them, so the hot set that was
-/// resident before stays resident, and the scan yields every entry once,
-/// in order.
+/// (`through.rs`, "Scans"), in either direction: it loads none of them, so
+/// the hot set that was resident before stays resident, and the scan yields
+/// every entry once, in order.
 #[test]
 fn a_scan_leaves_the_hot_set_resident() {
+    for descending in [false, true] {
+        scan_beside_a_hot_set(descending);
+    }
+}
+
+fn scan_beside_a_hot_set(descending: bool) {
     let config = Config::new().leaf_capacity(128);
     let store = MemoryStore::new();
     let keys = 20_000u64;
@@ -173,21 +179,24 @@ fn a_scan_leaves_the_hot_set_resident() {
         assert_eq!(tree.get(&key).unwrap(), Some(key * 2));
     }
     let before = tree.stats();
-    let mut expected = 0;
-    for entry in tree.iter() {
-        assert_eq!(entry.unwrap(), (expected, expected * 2));
-        expected += 1;
-    }
-    assert_eq!(expected, keys);
+    let scanned: Vec<(u64, u64)> = match descending {
+        false => tree.range(1..).map(Result::unwrap).collect(),
+        true => tree.range(..keys - 1).rev().map(Result::unwrap).collect(),
+    };
+    let expected: Vec<(u64, u64)> = match descending {
+        false => (1..keys).map(|k| (k, k * 2)).collect(),
+        true => (0..keys - 1).rev().map(|k| (k, k * 2)).collect(),
+    };
+    assert!(scanned == expected, "descending {descending}: the scan's entries differ");
     let after = tree.stats();
     let leaves = keys / 128;
-    assert!(after.reads_through - before.reads_through > leaves / 2, "{after:?}");
-    // The first leaf comes by a descent, which loads.
-    assert!(after.loads - before.loads <= 2, "the scan loaded leaves: {after:?}");
+    assert!(after.reads_through - before.reads_through > leaves / 2, "{descending}: {after:?}");
+    // An end of the tree comes by its hint, which loads.
+    assert!(after.loads - before.loads <= 2, "{descending}: the scan loaded leaves: {after:?}");
     assert!(after.resident_bytes as usize <= budget + budget / 4, "{after:?}");
     for _ in 0..2_000 {
         let key = hot.start + next() % 200;
         assert_eq!(tree.get(&key).unwrap(), Some(key * 2));
     }
-    assert_eq!(tree.stats().store_reads, after.store_reads, "the scan evicted the hot set: {after:?}");
+    assert_eq!(tree.stats().store_reads, after.store_reads, "{descending}: the scan evicted the hot set");
 }

@@ -1,7 +1,7 @@
 //! Reading through the cache: a point read that meets a ghost leaf while
 //! the cache is full looks its key up in the leaf's record, without
-//! loading the node; a scan moving right decodes the leaf's record into a
-//! version of its own.
+//! loading the node; a scan decodes the leaf's record into a version of
+//! its own.
 //!
 //! # Why
 //!
@@ -39,8 +39,13 @@
 //! for a child ghost, found as a load finds it, after the slot's lock is
 //! let go; if the parent no longer has the record's bounds around the slot
 //! (it split or merged since), the iterator reads the slot as usual.
-//! Iterators moving left and the first leaf of a range come by descents,
-//! which load.
+//! The leaves iterators reach by descents (where a range starts or ends,
+//! and every step left) are read the same way when the descent ends at a
+//! ghost leaf (`scan_seek`): a version read from a slot the parent's
+//! current version leads to is the version a descent would have found
+//! then, unless the node split since and the target lies right of it, and
+//! then the iterator descends as usual. The two ends of the tree come by
+//! their hints, which load.
 //!
 //! # Invariant
 //!
@@ -160,6 +165,38 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             return Ok(node);
         }
         self.version(slot)
+    }
+
+    /// The leaf a range's end starts in, or an iterator moving left goes to
+    /// next (what [`Tree::seek`] finds), its ghost read through as
+    /// `scan_version` reads one. The two ends of the tree come by their
+    /// hints (`ends.rs`), which are hot.
+    pub(crate) fn scan_seek(&self, to: Seek<'_, K>, always: bool) -> Result<NodeArc<K, V>, Error> {
+        if let Some(stored) = &self.stored
+            && matches!(to, Seek::Key(_) | Seek::Before(_))
+        {
+            let parent = self.descend::<false, K>(to, 1)?.node;
+            let Some(branch) = parent.as_branch() else {
+                return Ok(parent.into_arc()); // the root is a leaf
+            };
+            let child = &branch.children[to.child(branch)];
+            if let Some(leaf) = child.loaded() {
+                if !to.is_right_of(&leaf) {
+                    return Ok(leaf.into_arc());
+                }
+            } else if always || stored.reads_through(child) {
+                let child = Arc::clone(child);
+                drop(parent); // no guard across the store read
+                // Right of the version read: split since and written back
+                // (a node's `low` never changes, so it is never left of it).
+                if let Some(leaf) = self.scan_through(stored, &child)?
+                    && !to.is_right_of(&leaf)
+                {
+                    return Ok(leaf);
+                }
+            }
+        }
+        Ok(self.seek(to)?.into_arc())
     }
 
     /// The version in the record of the ghost leaf `slot`, in no slot;
