@@ -18,6 +18,7 @@
 use ghostbtree::{BTree, Config};
 use loom::thread;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 fn tree(keys: &[u32]) -> Arc<BTree<u32, u32>> {
     let config = Config::new().leaf_capacity(2).branch_capacity(3);
@@ -415,7 +416,7 @@ fn a_merge_races_an_evictor_and_a_reader_over_a_store() {
 /// the read open while a writer tries to get in.
 #[test]
 fn a_read_through_races_a_write_and_a_flush_that_frees_its_record() {
-    static READ_THROUGH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    static READ_THROUGH: AtomicBool = AtomicBool::new(false);
     // Two preemptions: the writer's insert and flush are long (three took
     // ~90 s of the CI's budget).
     model_with(2, || {
@@ -429,12 +430,12 @@ fn a_read_through_races_a_write_and_a_flush_that_frees_its_record() {
         });
         assert_eq!(tree.get_through(&10).unwrap(), Some(10), "a read through missed a key");
         if tree.stats().reads_through > 0 {
-            READ_THROUGH.store(true, std::sync::atomic::Ordering::Relaxed);
+            READ_THROUGH.store(true, Ordering::Relaxed);
         }
         writer.join().unwrap();
         check_final(&tree, &[10, 11, 20, 30]);
     });
-    assert!(READ_THROUGH.load(std::sync::atomic::Ordering::Relaxed), "no execution read through");
+    assert!(READ_THROUGH.load(Ordering::Relaxed), "no execution read through");
 }
 
 /// A scan reading through the cache (`src/engine/through.rs`, "Scans"):
@@ -445,29 +446,8 @@ fn a_read_through_races_a_write_and_a_flush_that_frees_its_record() {
 /// key present throughout, once and in order, never an error.
 #[test]
 fn a_scan_reading_through_races_a_split_a_flush_and_an_eviction() {
-    static READ_THROUGH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    model_with(2, || {
-        let tree = stored_tree(Config::new().leaf_capacity(2).branch_capacity(3), &[10, 20, 30, 40, 50]);
-        let writer = thread::spawn({
-            let tree = Arc::clone(&tree);
-            move || {
-                assert_eq!(tree.insert(35, 35).unwrap(), None);
-                tree.flush().unwrap();
-                tree.evict_node_of(&30, 0).unwrap();
-            }
-        });
-        let keys: Vec<u32> = tree.iter_through().map(|e| e.unwrap().0).collect();
-        assert!(keys.windows(2).all(|w| w[0] < w[1]), "scan out of order: {keys:?}");
-        for key in [10, 20, 30, 40, 50] {
-            assert!(keys.contains(&key), "scan missed {key}: {keys:?}");
-        }
-        if tree.stats().reads_through > 0 {
-            READ_THROUGH.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        writer.join().unwrap();
-        check_final(&tree, &[10, 20, 30, 35, 40, 50]);
-    });
-    assert!(READ_THROUGH.load(std::sync::atomic::Ordering::Relaxed), "no execution read through");
+    static READ_THROUGH: AtomicBool = AtomicBool::new(false);
+    scan_reading_through_races_a_split(false, &READ_THROUGH);
 }
 
 /// The same race for a scan moving left: each step is a descent that ends
@@ -476,8 +456,12 @@ fn a_scan_reading_through_races_a_split_a_flush_and_an_eviction() {
 /// be one that split since and no longer reaches the step's target.
 #[test]
 fn a_reverse_scan_reading_through_races_a_split_a_flush_and_an_eviction() {
-    static READ_THROUGH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    model_with(2, || {
+    static READ_THROUGH: AtomicBool = AtomicBool::new(false);
+    scan_reading_through_races_a_split(true, &READ_THROUGH);
+}
+
+fn scan_reading_through_races_a_split(descending: bool, read_through: &'static AtomicBool) {
+    model_with(2, move || {
         let tree = stored_tree(Config::new().leaf_capacity(2).branch_capacity(3), &[10, 20, 30, 40, 50]);
         let writer = thread::spawn({
             let tree = Arc::clone(&tree);
@@ -487,18 +471,27 @@ fn a_reverse_scan_reading_through_races_a_split_a_flush_and_an_eviction() {
                 tree.evict_node_of(&30, 0).unwrap();
             }
         });
-        let keys: Vec<u32> = tree.iter_through().rev().map(|e| e.unwrap().0).collect();
-        assert!(keys.windows(2).all(|w| w[0] > w[1]), "reverse scan out of order: {keys:?}");
+        let mut keys: Vec<u32> = match descending {
+            false => tree.iter_through().map(|e| e.unwrap().0).collect(),
+            true => tree.iter_through().rev().map(|e| e.unwrap().0).collect(),
+        };
+        if descending {
+            keys.reverse();
+        }
+        assert!(
+            keys.windows(2).all(|w| w[0] < w[1]),
+            "scan (descending: {descending}) out of order: {keys:?}"
+        );
         for key in [10, 20, 30, 40, 50] {
-            assert!(keys.contains(&key), "reverse scan missed {key}: {keys:?}");
+            assert!(keys.contains(&key), "scan (descending: {descending}) missed {key}: {keys:?}");
         }
         if tree.stats().reads_through > 0 {
-            READ_THROUGH.store(true, std::sync::atomic::Ordering::Relaxed);
+            read_through.store(true, Ordering::Relaxed);
         }
         writer.join().unwrap();
         check_final(&tree, &[10, 20, 30, 35, 40, 50]);
     });
-    assert!(READ_THROUGH.load(std::sync::atomic::Ordering::Relaxed), "no execution read through");
+    assert!(read_through.load(Ordering::Relaxed), "no execution read through");
 }
 
 /// Spills (`src/engine/checkpoint.rs`, "Spills"): the dirty nodes are

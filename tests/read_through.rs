@@ -114,38 +114,56 @@ fn reads_through_answer_as_loads_do() {
 /// uniform reads go beside it: a leaf read through again soon is loaded.
 #[test]
 fn a_hot_set_still_becomes_resident() {
+    let (tree, _, mut rng) = with_a_hot_set();
+    assert_eq!(hot_set_reads(&tree, &mut rng), 0, "the hot set is not resident: {:?}", tree.stats());
+}
+
+const KEYS: u64 = 20_000;
+/// 200 keys: a few leaves, a small part of the budget.
+const HOT: std::ops::Range<u64> = 5_000..5_200;
+
+/// xorshift64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// A tree of `KEYS` keys over a store, ten times its budget (returned
+/// too), after uniform reads beside reads of the hot set.
+fn with_a_hot_set() -> (BTree<u64, u64>, usize, Rng) {
     let config = Config::new().leaf_capacity(128);
     let store = MemoryStore::new();
-    let keys = 20_000u64;
-    built(&store, &config, 0..keys);
+    built(&store, &config, 0..KEYS);
     let budget = (store.usage().live_bytes / 10) as usize;
     let tree: BTree<u64, u64> = BTree::open(store, config.memory_budget(budget)).unwrap();
-    // 200 keys: a few leaves, a small part of the budget.
-    let hot = 5_000..5_200u64;
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     // The cache full of other leaves first: the hot ones then meet a full
     // budget, and only the second-touch rule gets them in.
     for _ in 0..20_000 {
-        let key = next() % keys;
+        let key = rng.next() % KEYS;
         assert_eq!(tree.get(&key).unwrap(), Some(key * 2));
     }
     for i in 0..40_000 {
-        let key = if i % 2 == 0 { hot.start + next() % 200 } else { next() % keys };
+        let key = if i % 2 == 0 { HOT.start + rng.next() % 200 } else { rng.next() % KEYS };
         assert_eq!(tree.get(&key).unwrap(), Some(key * 2));
     }
+    (tree, budget, rng)
+}
+
+/// The store reads 2,000 random reads of the hot set make.
+fn hot_set_reads(tree: &BTree<u64, u64>, rng: &mut Rng) -> u64 {
     let before = tree.stats().store_reads;
     for _ in 0..2_000 {
-        let key = hot.start + next() % 200;
+        let key = HOT.start + rng.next() % 200;
         assert_eq!(tree.get(&key).unwrap(), Some(key * 2));
     }
-    let reads = tree.stats().store_reads - before;
-    assert_eq!(reads, 0, "the hot set is not resident: {:?}", tree.stats());
+    tree.stats().store_reads - before
 }
 
 /// A scan of a tree ten times the budget reads its ghost leaves through
@@ -155,48 +173,23 @@ fn a_hot_set_still_becomes_resident() {
 #[test]
 fn a_scan_leaves_the_hot_set_resident() {
     for descending in [false, true] {
-        scan_beside_a_hot_set(descending);
+        let (tree, budget, mut rng) = with_a_hot_set();
+        let before = tree.stats();
+        let scanned: Vec<(u64, u64)> = match descending {
+            false => tree.range(1..).map(Result::unwrap).collect(),
+            true => tree.range(..KEYS - 1).rev().map(Result::unwrap).collect(),
+        };
+        let expected: Vec<(u64, u64)> = match descending {
+            false => (1..KEYS).map(|k| (k, k * 2)).collect(),
+            true => (0..KEYS - 1).rev().map(|k| (k, k * 2)).collect(),
+        };
+        assert!(scanned == expected, "descending {descending}: the scan's entries differ");
+        let after = tree.stats();
+        let leaves = KEYS / 128;
+        assert!(after.reads_through - before.reads_through > leaves / 2, "{descending}: {after:?}");
+        // An end of the tree comes by its hint, which loads.
+        assert!(after.loads - before.loads <= 2, "{descending}: the scan loaded leaves: {after:?}");
+        assert!(after.resident_bytes as usize <= budget + budget / 4, "{after:?}");
+        assert_eq!(hot_set_reads(&tree, &mut rng), 0, "{descending}: the scan evicted the hot set");
     }
-}
-
-fn scan_beside_a_hot_set(descending: bool) {
-    let config = Config::new().leaf_capacity(128);
-    let store = MemoryStore::new();
-    let keys = 20_000u64;
-    built(&store, &config, 0..keys);
-    let budget = (store.usage().live_bytes / 10) as usize;
-    let tree: BTree<u64, u64> = BTree::open(store, config.memory_budget(budget)).unwrap();
-    let hot = 5_000..5_200u64;
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
-    for i in 0..60_000 {
-        let key = if i % 2 == 0 && i > 20_000 { hot.start + next() % 200 } else { next() % keys };
-        assert_eq!(tree.get(&key).unwrap(), Some(key * 2));
-    }
-    let before = tree.stats();
-    let scanned: Vec<(u64, u64)> = match descending {
-        false => tree.range(1..).map(Result::unwrap).collect(),
-        true => tree.range(..keys - 1).rev().map(Result::unwrap).collect(),
-    };
-    let expected: Vec<(u64, u64)> = match descending {
-        false => (1..keys).map(|k| (k, k * 2)).collect(),
-        true => (0..keys - 1).rev().map(|k| (k, k * 2)).collect(),
-    };
-    assert!(scanned == expected, "descending {descending}: the scan's entries differ");
-    let after = tree.stats();
-    let leaves = keys / 128;
-    assert!(after.reads_through - before.reads_through > leaves / 2, "{descending}: {after:?}");
-    // An end of the tree comes by its hint, which loads.
-    assert!(after.loads - before.loads <= 2, "{descending}: the scan loaded leaves: {after:?}");
-    assert!(after.resident_bytes as usize <= budget + budget / 4, "{after:?}");
-    for _ in 0..2_000 {
-        let key = hot.start + next() % 200;
-        assert_eq!(tree.get(&key).unwrap(), Some(key * 2));
-    }
-    assert_eq!(tree.stats().store_reads, after.store_reads, "{descending}: the scan evicted the hot set");
 }
