@@ -61,7 +61,7 @@ use std::borrow::Borrow;
 use std::sync::Arc;
 
 use super::search::Seek;
-use super::slot::{NodeArc, Slot, Target};
+use super::slot::{NodeArc, NodeRef, Slot, Target};
 use super::stored::{Counters, Stored};
 use super::tree::{Tree, leaf_of};
 use crate::Error;
@@ -103,25 +103,44 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             let leaf = self.seek(to)?;
             return Ok(f(leaf_of(&leaf).get(key)));
         };
-        let parent = self.descend::<false, Q>(to, 1)?.node;
-        let Some(branch) = parent.as_branch() else {
-            return Ok(f(leaf_of(&parent).get(key))); // the root is a leaf
-        };
-        let child = &branch.children[to.child(branch)];
-        if let Some(leaf) = child.loaded() {
-            if !to.is_right_of(&leaf) {
-                return Ok(f(leaf_of(&leaf).get(key)));
+        match self.above_leaf(to, |slot| through(stored, slot))? {
+            Above::Leaf(leaf) => return Ok(f(leaf_of(&leaf).get(key))),
+            Above::Ghost(child) => {
+                if let Some(value) = self.read_through(stored, &child, key)? {
+                    return Ok(f(value.as_ref()));
+                }
             }
-        } else if through(stored, child) {
-            let child = Arc::clone(child);
-            drop(parent); // no guard across the store read
-            if let Some(value) = self.read_through(stored, &child, key)? {
-                return Ok(f(value.as_ref()));
-            }
+            Above::Descend => {}
         }
         // Split and not posted yet, no longer a ghost, or worth loading.
         let leaf = self.seek(to)?;
         Ok(f(leaf_of(&leaf).get(key)))
+    }
+
+    /// Where a descent to `to` ends, stopped above the leaf: the leaf if it
+    /// is loaded (or the root), else its ghost slot if `through` picks it
+    /// (no guard held), else `Descend`: the leaf split and the split is not
+    /// posted yet, or it is a ghost to load.
+    #[inline]
+    fn above_leaf<Q: Ord + ?Sized>(
+        &self,
+        to: Seek<'_, Q>,
+        through: impl FnOnce(&Slot<K, V>) -> bool,
+    ) -> Result<Above<K, V>, Error>
+    where
+        K: Borrow<Q>,
+    {
+        let parent = self.descend::<false, Q>(to, 1)?.node;
+        let Some(branch) = parent.as_branch() else {
+            return Ok(Above::Leaf(parent)); // the root is a leaf
+        };
+        let child = &branch.children[to.child(branch)];
+        Ok(match child.loaded() {
+            Some(leaf) if !to.is_right_of(&leaf) => Above::Leaf(leaf),
+            Some(_) => Above::Descend,
+            None if through(child) => Above::Ghost(Arc::clone(child)),
+            None => Above::Descend,
+        })
     }
 
     /// The value of `key` from the record of the ghost leaf `slot`, or
@@ -175,25 +194,18 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         if let Some(stored) = &self.stored
             && matches!(to, Seek::Key(_) | Seek::Before(_))
         {
-            let parent = self.descend::<false, K>(to, 1)?.node;
-            let Some(branch) = parent.as_branch() else {
-                return Ok(parent.into_arc()); // the root is a leaf
-            };
-            let child = &branch.children[to.child(branch)];
-            if let Some(leaf) = child.loaded() {
-                if !to.is_right_of(&leaf) {
-                    return Ok(leaf.into_arc());
-                }
-            } else if always || stored.reads_through(child) {
-                let child = Arc::clone(child);
-                drop(parent); // no guard across the store read
+            match self.above_leaf(to, |slot| always || stored.reads_through(slot))? {
+                Above::Leaf(leaf) => return Ok(leaf.into_arc()),
                 // Right of the version read: split since and written back
                 // (a node's `low` never changes, so it is never left of it).
-                if let Some(leaf) = self.scan_through(stored, &child)?
-                    && !to.is_right_of(&leaf)
-                {
-                    return Ok(leaf);
+                Above::Ghost(child) => {
+                    if let Some(leaf) = self.scan_through(stored, &child)?
+                        && !to.is_right_of(&leaf)
+                    {
+                        return Ok(leaf);
+                    }
                 }
+                Above::Descend => {}
             }
         }
         Ok(self.seek(to)?.into_arc())
@@ -227,4 +239,11 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         // neighbour descends, and may load.
         Ok(self.build_node(stored, slot, &target, decoded)?.map(NodeArc::unshared))
     }
+}
+
+/// Where [`Tree::above_leaf`] stopped.
+enum Above<K, V> {
+    Leaf(NodeRef<K, V>),
+    Ghost(Arc<Slot<K, V>>),
+    Descend,
 }
