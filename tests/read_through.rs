@@ -85,8 +85,8 @@ fn a_read_through_holds_its_record_against_a_write_and_a_flush() {
     assert!(tree.verify().unwrap().is_ok());
 }
 
-/// Uniform reads of a tree ten times the budget: most misses are read
-/// through, and every answer is the map's.
+/// Uniform reads of a tree ten times the budget: nearly all misses are
+/// read through, and every answer is the map's.
 #[test]
 fn reads_through_answer_as_loads_do() {
     let config = Config::new().leaf_capacity(128);
@@ -106,7 +106,9 @@ fn reads_through_answer_as_loads_do() {
     }
     let stats = tree.stats();
     assert!(stats.reads_through > 30_000, "{stats:?}");
-    assert!(stats.loads < stats.reads_through / 4, "{stats:?}");
+    // Loaded on a third read within a while: 2 % of the reads through here
+    // (on a second read, as before, 15 %: loads that buy no hits).
+    assert!(stats.loads < stats.reads_through / 20, "{stats:?}");
     assert!(stats.resident_bytes as usize <= budget + budget / 4, "{stats:?}");
 }
 
@@ -118,7 +120,7 @@ fn a_hot_set_still_becomes_resident() {
     assert_eq!(hot_set_reads(&tree, &mut rng), 0, "the hot set is not resident: {:?}", tree.stats());
 }
 
-const KEYS: u64 = 20_000;
+const KEYS: u64 = 40_000;
 /// 200 keys: a few leaves, a small part of the budget.
 const HOT: std::ops::Range<u64> = 5_000..5_200;
 
@@ -144,7 +146,7 @@ fn with_a_hot_set() -> (BTree<u64, u64>, usize, Rng) {
     let tree: BTree<u64, u64> = BTree::open(store, config.memory_budget(budget)).unwrap();
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     // The cache full of other leaves first: the hot ones then meet a full
-    // budget, and only the second-touch rule gets them in.
+    // budget, and only the later-touch rule gets them in.
     for _ in 0..20_000 {
         let key = rng.next() % KEYS;
         assert_eq!(tree.get(&key).unwrap(), Some(key * 2));
@@ -189,7 +191,7 @@ fn a_scan_leaves_the_hot_set_resident() {
         assert!(after.reads_through - before.reads_through > leaves / 2, "{descending}: {after:?}");
         // An end of the tree comes by its hint, which loads.
         assert!(after.loads - before.loads <= 2, "{descending}: the scan loaded leaves: {after:?}");
-        assert!(after.resident_bytes as usize <= budget + budget / 4, "{after:?}");
+        assert!(after.resident_bytes as usize <= budget + budget / 4, "{before:?} {after:?}");
         assert_eq!(hot_set_reads(&tree, &mut rng), 0, "{descending}: the scan evicted the hot set");
     }
 }

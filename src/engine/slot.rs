@@ -94,8 +94,9 @@ pub(crate) struct Slot<K, V> {
     queued: AtomicBool,
     /// The child the evictor last found loaded (a branch's; see `evict`).
     loaded_child: AtomicU16,
-    /// When a point read last read this ghost through the cache, in windows
-    /// of store reads (0: never; see `through.rs`). In the padding before
+    /// When a read last read this ghost through the cache, in windows of
+    /// store reads, and how many reads its run holds (0: none; see
+    /// [`Slot::read_again`] and `through.rs`). In the padding before
     /// `stands`: the slot stays 64 bytes.
     read_through: AtomicU32,
     stands: Mutex<Stands<K, V>>,
@@ -499,14 +500,24 @@ impl<K, V> Slot<K, V> {
         matches!(&*lock(&self.stands), Stands::Detached(_))
     }
 
-    /// Notes a read through this ghost in window `now` (`through.rs`);
-    /// true if the one before was in this window or the last: the node is
-    /// read often enough to be worth loading.
-    pub(crate) fn read_again(&self, now: u32) -> bool {
+    /// Notes a read through this ghost in window `now` (`through.rs`; 30
+    /// bits, not 0); true on the `touches`th read of a run in which each
+    /// read came at most a window after the one before: the node is read
+    /// often enough to be worth loading.
+    pub(crate) fn read_again(&self, now: u32, touches: u32) -> bool {
         // Relaxed: a hint choosing between loading the node and reading
-        // its record; either gives the right answer.
-        let last = self.read_through.swap(now, Ordering::Relaxed);
-        last != 0 && now.wrapping_sub(last) <= 1
+        // its record; either gives the right answer, so a read lost to a
+        // race between two readers costs nothing but a shorter run.
+        // Packed: the window of the run's last read, then its length.
+        let last = self.read_through.load(Ordering::Relaxed);
+        let (window, run) = (last >> 2, last & 3);
+        let run = if last != 0 && now.wrapping_sub(window) & (u32::MAX >> 2) <= 1 { run + 1 } else { 1 };
+        if run >= touches {
+            self.read_through.store(0, Ordering::Relaxed);
+            return true;
+        }
+        self.read_through.store(now << 2 | run, Ordering::Relaxed);
+        false
     }
 
     /// Runs `read` on the address and level of the record this slot stands

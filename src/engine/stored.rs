@@ -88,6 +88,10 @@ type SearchLeaf<K, V> =
 /// is evictable (all dirty: a checkpoint will follow).
 const STEPS_PER_CALL: usize = 512;
 
+/// Reads through a ghost leaf, each within a window of the one before, that
+/// load it (`through.rs`).
+const TOUCHES: u32 = 3;
+
 impl<K, V> Stored<K, V> {
     /// What a tree over `store` starts with, after a checkpoint of `epoch`
     /// that held `len` entries.
@@ -152,8 +156,8 @@ impl<K, V> Stored<K, V> {
         // Relaxed: a statistic read as a coarse clock; any recent value does.
         let reads = self.counters.store_reads.load(Ordering::Relaxed);
         // Truncated: windows wrap, and a comparison of neighbours still holds.
-        let now = ((reads / self.through_window) as u32).max(1);
-        !slot.read_again(now)
+        let now = ((reads / self.through_window) as u32 & (u32::MAX >> 2)).max(1);
+        !slot.read_again(now, TOUCHES)
     }
 
     /// A checkpoint appended a record of `bytes`.

@@ -16,13 +16,24 @@
 //! # When
 //!
 //! Only when resident bytes are at the budget (below it there is room: the
-//! leaf is loaded and stays), and only for a leaf not read through lately.
-//! A read through notes in the slot the window of store reads it happened
-//! in; a leaf read through again in the same window or the next is loaded,
-//! as a leaf read that often should be (2Q's rule: admit on a second touch
-//! within a while). A window is about half as many store reads as the
-//! budget holds nodes of 1 KiB, so a hot set the budget can hold still
-//! ends up resident, and a scan or a uniform spread does not churn it.
+//! leaf is loaded and stays), and only for a leaf not read through often
+//! lately. A read through notes in the slot the window of store reads it
+//! happened in; the third read of a run in which each came in the window
+//! of the one before or the next is loaded, as a leaf read that often
+//! should be (2Q's rule of admitting on a later touch within a while). A
+//! window is about half as many store reads as the budget holds nodes of
+//! 1 KiB, so a hot set the budget can hold still ends up resident, and a
+//! scan or a uniform spread does not churn it.
+//!
+//! Why the third read and not the second: under reads spread uniformly
+//! over `N` leaves with room for `C`, a leaf is read again within a span
+//! of `C` store reads with a chance of about `C / N`. Whatever is admitted,
+//! the hit rate stays `C / N` (a leaf loaded lives as long as the cache
+//! takes to turn over, and is read as often as any other), so every load
+//! beyond what keeps the cache full is work for nothing. Admitting on the
+//! second read loaded on a tenth of the misses of a tree ten times its
+//! budget; on the third, a hundredth (`docs/benchmarks.md`), while a hot
+//! leaf, read many times per span, gets in after one more read.
 //!
 //! # Scans
 //!
