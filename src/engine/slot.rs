@@ -140,6 +140,10 @@ enum Stands<K, V> {
     Detached(Box<Ghost<K, V>>),
 }
 
+/// The read through a ghost leaf that loads it instead, counted in a run
+/// of reads each at most a window after the one before (`through.rs`).
+const LOADING_READ: u32 = 3;
+
 /// The state every ghost slot of one tree holds.
 pub(crate) struct Sentinel<K, V>(Arc<State<K, V>>);
 
@@ -500,23 +504,32 @@ impl<K, V> Slot<K, V> {
         matches!(&*lock(&self.stands), Stands::Detached(_))
     }
 
-    /// Notes a read through this ghost in window `now` (`through.rs`; 30
-    /// bits, not 0); true on the `touches`th read of a run in which each
-    /// read came at most a window after the one before: the node is read
-    /// often enough to be worth loading.
-    pub(crate) fn read_again(&self, now: u32, touches: u32) -> bool {
+    /// Notes a read through this ghost in window `now` of store reads
+    /// (`through.rs`); true on the [`LOADING_READ`]th read of a run in
+    /// which each read came at most a window after the one before: the
+    /// node is read often enough to be worth loading.
+    pub(crate) fn read_again(&self, now: u64) -> bool {
+        // Packed: the window of the run's last read (truncated: windows
+        // wrap, and a comparison of neighbours still holds), then the
+        // run's length, at least 1, so 0 is "no run".
+        const RUN: u32 = 2;
+        const WINDOW: u32 = u32::MAX >> RUN;
+        const _: () = assert!(LOADING_READ < 1 << RUN, "a run shorter than LOADING_READ fits its bits");
+        let now = now as u32 & WINDOW;
         // Relaxed: a hint choosing between loading the node and reading
         // its record; either gives the right answer, so a read lost to a
         // race between two readers costs nothing but a shorter run.
-        // Packed: the window of the run's last read, then its length.
         let last = self.read_through.load(Ordering::Relaxed);
-        let (window, run) = (last >> 2, last & 3);
-        let run = if last != 0 && now.wrapping_sub(window) & (u32::MAX >> 2) <= 1 { run + 1 } else { 1 };
-        if run >= touches {
+        let run = if last != 0 && now.wrapping_sub(last >> RUN) & WINDOW <= 1 {
+            (last & ((1 << RUN) - 1)) + 1
+        } else {
+            1
+        };
+        if run >= LOADING_READ {
             self.read_through.store(0, Ordering::Relaxed);
             return true;
         }
-        self.read_through.store(now << 2 | run, Ordering::Relaxed);
+        self.read_through.store(now << RUN | run, Ordering::Relaxed);
         false
     }
 

@@ -88,10 +88,6 @@ type SearchLeaf<K, V> =
 /// is evictable (all dirty: a checkpoint will follow).
 const STEPS_PER_CALL: usize = 512;
 
-/// Reads through a ghost leaf, each within a window of the one before, that
-/// load it (`through.rs`).
-const TOUCHES: u32 = 3;
-
 impl<K, V> Stored<K, V> {
     /// What a tree over `store` starts with, after a checkpoint of `epoch`
     /// that held `len` entries.
@@ -146,8 +142,8 @@ impl<K, V> Stored<K, V> {
 
     /// Whether a point read that met the ghost leaf `slot` reads its record
     /// instead of loading it: when resident bytes are at the budget (within
-    /// a sixteenth: eviction keeps them just under it), unless it was read
-    /// through lately (`through.rs`).
+    /// a sixteenth: eviction keeps them just under it), unless this read
+    /// makes it read often enough to load (`Slot::read_again`, `through.rs`).
     pub(crate) fn reads_through(&self, slot: &Slot<K, V>) -> bool {
         let account = self.account();
         if account.resident() < account.budget() - account.budget() / 16 {
@@ -155,9 +151,7 @@ impl<K, V> Stored<K, V> {
         }
         // Relaxed: a statistic read as a coarse clock; any recent value does.
         let reads = self.counters.store_reads.load(Ordering::Relaxed);
-        // Truncated: windows wrap, and a comparison of neighbours still holds.
-        let now = ((reads / self.through_window) as u32 & (u32::MAX >> 2)).max(1);
-        !slot.read_again(now, TOUCHES)
+        !slot.read_again(reads / self.through_window)
     }
 
     /// A checkpoint appended a record of `bytes`.
