@@ -81,7 +81,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     }
     for s in &o.stores {
         if !stores::ALL.contains(&s.as_str()) {
-            return Err(format!("unknown store {s} (ghostbtree, redb, sled)"));
+            return Err(format!("unknown store {s} (ghostbtree, redb, redb-sorted, sled)"));
         }
     }
     for w in &o.workloads {

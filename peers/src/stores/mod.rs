@@ -6,7 +6,7 @@ mod redb;
 mod sled;
 
 /// The stores, in table order.
-pub const ALL: [&str; 3] = ["ghostbtree", "redb", "sled"];
+pub const ALL: [&str; 4] = ["ghostbtree", "redb", "redb-sorted", "sled"];
 
 /// Runs `f` with the store named `name` as its type parameter.
 #[macro_export]
@@ -15,6 +15,10 @@ macro_rules! with_store {
         match $name {
             "redb" => {
                 type $t = $crate::stores::Redb;
+                $body
+            }
+            "redb-sorted" => {
+                type $t = $crate::stores::RedbSorted;
                 $body
             }
             "sled" => {
@@ -31,5 +35,5 @@ macro_rules! with_store {
 }
 
 pub use ghost::Ghost;
-pub use redb::Redb;
+pub use redb::{Redb, RedbSorted};
 pub use sled::Sled;
