@@ -52,6 +52,7 @@ fn commit(store: &MemoryStore, root: u64, level: u8, len: u64) {
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
+    store.seal().unwrap();
     store.sync().unwrap();
     store.write_commit(&out).unwrap();
 }

@@ -15,6 +15,9 @@
 //! - `verify()` passes and no separator is left unposted.
 #![cfg(loom)]
 
+#[path = "common/hooked.rs"]
+mod hooked;
+
 use ghostbtree::{BTree, Config};
 use loom::thread;
 use std::sync::Arc;
@@ -37,6 +40,17 @@ fn stored_tree(config: Config, keys: &[u32]) -> Arc<BTree<u32, u32>> {
         tree.flush().unwrap();
     }
     Arc::new(BTree::open(store, config).unwrap())
+}
+
+/// A tree over `store` with 10, 20 and 30 committed, and 31 inserted since.
+fn committed_then_dirty(store: impl ghostbtree::Store + 'static, config: &Config) -> Arc<BTree<u32, u32>> {
+    let tree: BTree<u32, u32> = BTree::open(store, config.clone()).unwrap();
+    for key in [10, 20, 30] {
+        tree.insert(key, key).unwrap();
+    }
+    tree.flush().unwrap();
+    tree.insert(31, 31).unwrap();
+    Arc::new(tree)
 }
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -505,15 +519,7 @@ fn a_spill_races_a_writer_then_its_nodes_are_evicted_and_committed() {
     model_with(2, || {
         let store = ghostbtree::MemoryStore::new();
         let config = Config::new().leaf_capacity(2).branch_capacity(3);
-        let tree = {
-            let tree: BTree<u32, u32> = BTree::open(store.clone(), config.clone()).unwrap();
-            for key in [10, 20, 30] {
-                tree.insert(key, key).unwrap();
-            }
-            tree.flush().unwrap();
-            tree.insert(31, 31).unwrap(); // dirty before the spill
-            Arc::new(tree)
-        };
+        let tree = committed_then_dirty(store.clone(), &config); // 31 dirty before the spill
         let writer = thread::spawn({
             let tree = Arc::clone(&tree);
             move || {
@@ -533,6 +539,53 @@ fn a_spill_races_a_writer_then_its_nodes_are_evicted_and_committed() {
         let report = image.verify().unwrap();
         assert!(report.is_ok(), "{report}");
         check_final(&tree, &[10, 11, 20, 30, 31]);
+    });
+}
+
+/// Commits sync beside spills (`src/engine/checkpoint.rs`, "Commits"): a
+/// flush seals its commit under the epochs' lock, then syncs and writes the
+/// commit record after it, while a writer splits a leaf and spills (which
+/// frees the records the commit's image still names, for the commit after).
+/// The commit frees only what it sealed: opened before any later commit,
+/// its image reads every record it names (`MemoryStore` drops what a commit
+/// frees, and reading that is an error), and the next flush holds every key.
+/// The store yields in its sync, where a disk's takes milliseconds.
+#[test]
+fn a_spill_beside_a_commit_frees_nothing_the_commit_names() {
+    /// A sync takes a while: the spill may run during it.
+    struct SlowSync;
+    impl hooked::Hooks for SlowSync {
+        fn before_sync(&self) {
+            thread::yield_now();
+        }
+    }
+    model_with(2, || {
+        let store = hooked::Hooked::new(SlowSync);
+        let config = Config::new().leaf_capacity(2).branch_capacity(3);
+        let tree = committed_then_dirty(store.clone(), &config); // 31 for the commit to write
+        let spiller = thread::spawn({
+            let tree = Arc::clone(&tree);
+            move || {
+                assert_eq!(tree.insert(11, 11).unwrap(), None); // splits [10, 20]
+                tree.spill().unwrap();
+                tree.evict_node_of(&11, 0).unwrap();
+                assert_eq!(tree.get(&11).unwrap(), Some(11), "a spilled key went missing");
+            }
+        });
+        tree.flush().unwrap();
+        spiller.join().unwrap();
+        let image: BTree<u32, u32> = BTree::open(store.clone(), config.clone()).unwrap();
+        let keys: Vec<u32> = image.iter().map(|e| e.unwrap().0).collect();
+        let with_11 = [10, 11, 20, 30, 31];
+        assert!(keys == [10, 20, 30, 31] || keys == with_11, "the commit holds {keys:?}");
+        let report = image.verify().unwrap();
+        assert!(report.is_ok(), "{report}");
+        drop(image);
+        tree.flush().unwrap();
+        let image: BTree<u32, u32> = BTree::open(store.clone(), config.clone()).unwrap();
+        let keys: Vec<u32> = image.iter().map(|e| e.unwrap().0).collect();
+        assert_eq!(keys, with_11, "the commit after the spill lost keys");
+        check_final(&tree, &with_11);
     });
 }
 

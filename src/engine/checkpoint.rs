@@ -9,7 +9,8 @@
 //! - It then writes, for every slot, the newest version tagged `<= E`:
 //!   children before parents, each branch image naming its children's
 //!   addresses and folding in splits whose separator is not posted yet, then
-//!   syncs and writes the commit record naming the root.
+//!   seals what it wrote and freed, and (after releasing the epochs' lock)
+//!   syncs and writes the commit record naming the root ("Commits" below).
 //! - A writer of `E + 1` that replaces a version the checkpoint may still
 //!   need (tagged `<= running`) keeps it in the new version's `prev`.
 //!
@@ -52,6 +53,25 @@
 //! crash before the next commit comes back to the last one, which names
 //! none of the spilled records (they lie in space free at that commit).
 //!
+//! # Commits: sealed, then synced beside spills
+//!
+//! A commit is a spill that ends with a seal (`Store::seal`) instead of a
+//! settle: its nodes are marked stored, its names move on, and the store
+//! knows that what was appended and freed up to the seal is this commit's.
+//! Then the epochs' lock is released and the commit syncs and writes its
+//! record (`Stored::commit`), two `fdatasync`s, while writers that fill the
+//! dirty share spill beside it: their appends and frees come after the seal,
+//! so they belong to the next commit (a spill frees the records this commit
+//! names, which the store must keep until the next commit is durable). A
+//! commit turn (`Stored::commit_turn`), taken before the seal and held to
+//! the commit record, keeps commits in the order of their images; a second
+//! commit's walk may run while the first syncs.
+//!
+//! A failed sync or commit record leaves what was sealed to the next commit,
+//! as after a spill (the store's part); the error is the checkpoint's. A
+//! failure before the seal abandons the attempt as always (`Attempt`), and
+//! nothing after the seal abandons: a spill beside it may be appending.
+//!
 //! # What gets rewritten
 //!
 //! A leaf version is written once: its image depends on nothing else, and
@@ -67,7 +87,7 @@ use super::format::{Commit, encode_commit};
 use super::node::{Body, Branch, Node};
 use super::search::Seek;
 use super::slot::{GhostView, NodeArc, Slot};
-use super::stored::{Counters, Ending, Stored};
+use super::stored::{Counters, Ending, Sealed, Stored};
 use super::sync::once_in;
 use super::tree::Tree;
 use crate::Error;
@@ -207,18 +227,33 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     ) -> Result<(), Error> {
         // A failed (or panicking) image names none of what it appended.
         let attempt = Attempt(&*stored.store);
-        let written = self.write_image(stored, closed.epoch, closed.len, ending);
-        if written.is_ok() {
+        let imaged = self.write_image(stored, closed.epoch, closed.len, ending);
+        if imaged.is_ok() {
             std::mem::forget(attempt);
         } else {
             drop(attempt);
         }
+        // Settled or sealed (or abandoned): the next spill may run, and
+        // write while this commit syncs ("Commits" in the module docs).
         drop(closed);
-        stored.checkpointed(&written, ending);
-        written
+        let result = match imaged {
+            Ok(Some(sealed)) => stored.commit(sealed),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        stored.checkpointed(&result, ending);
+        result
     }
 
-    fn write_image(&self, stored: &Stored<K, V>, epoch: u64, len: u64, ending: Ending) -> Result<(), Error> {
+    /// The walk, the frees, and the settle (a spill) or the seal (a commit,
+    /// returned to be synced and written).
+    fn write_image<'s>(
+        &self,
+        stored: &'s Stored<K, V>,
+        epoch: u64,
+        len: u64,
+        ending: Ending,
+    ) -> Result<Option<Sealed<'s>>, Error> {
         let (root, level) = self.root_at(epoch)?;
         // The root may have split without a new root above it yet: then the
         // image gets a root over the whole top level.
@@ -272,22 +307,26 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         for address in superseded.chain(gone).chain(stored.extra_root()) {
             store.free(address).map_err(|e| Error::io("freeing a superseded record", Some(address), e))?;
         }
-        match ending {
+        let sealed = match ending {
             Ending::Commit => {
-                store.sync().map_err(|e| Error::io("syncing a checkpoint", None, e))?;
-                let commit = encode_commit(&Commit { root: address, level, epoch, len })
+                let record = encode_commit(&Commit { root: address, level, epoch, len })
                     .map_err(|what| Error::Internal { what })?;
-                store.write_commit(&commit).map_err(|e| Error::io("writing the commit record", None, e))?;
+                // After the commit before, which may still be syncing.
+                let turn = stored.commit_turn();
+                store.seal().map_err(|e| Error::io("writing a checkpoint's nodes", None, e))?;
+                Some(Sealed { record, pending: stored.pending(), _turn: turn })
             }
             Ending::Spill => {
                 store.settle().map_err(|e| Error::io("writing nodes back (a spill)", None, e))?;
+                None
             }
-        }
-        stored.imaged(extra_root, &retired, ending);
-        // Only now are the records part of the stored tree (committed, or
-        // settled: no failed attempt takes them back). Marked before, a
-        // failure after them would let the next checkpoint reuse a child's
-        // new record under a parent whose old record it never rewrote.
+        };
+        stored.imaged(extra_root, &retired);
+        // Only now are the records part of the stored tree (settled or
+        // sealed: no failed attempt takes them back, and a failed commit
+        // leaves them to the next). Marked before, a failure after them
+        // would let the next checkpoint reuse a child's new record under a
+        // parent whose old record it never rewrote.
         // Parents first: a child still unmarked is dirty, so it cannot be a
         // ghost, so its parent cannot be evicted with a record naming the
         // child's new address before the child is evictable from it.
@@ -304,7 +343,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             version.meta.forget_prev();
             stored.track(&slot);
         }
-        Ok(())
+        Ok(sealed)
     }
 
     /// The root at `epoch` and its level: the topmost slot on the leftmost

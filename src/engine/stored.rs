@@ -16,7 +16,7 @@ use super::format::{self, Crc, Decoded, Expected, TooLarge};
 use super::node::Named;
 use super::schedule::Schedule;
 use super::slot::{Sentinel, Slot};
-use super::sync::{AtomicU64, Mutex, Ordering, lock, with_read_buffer};
+use super::sync::{AtomicU64, Mutex, MutexGuard, Ordering, lock, with_read_buffer};
 use crate::store::{Address, Store};
 use crate::{Codec, Error, Stats};
 
@@ -39,6 +39,9 @@ pub(crate) struct Stored<K, V> {
     /// Bytes appended since the last commit: space the store cannot reuse
     /// before the next one (`commit_due`).
     pending: AtomicU64,
+    /// Held from a commit's seal to its commit record: commits are written
+    /// in the order of their images (`checkpoint.rs`, "Commits").
+    committing: Mutex<()>,
     /// Last: it must outlive every version (fields drop in order; see
     /// `account.rs`).
     account: AccountBox,
@@ -52,6 +55,16 @@ pub(crate) enum Ending {
     /// Settled only: the nodes are clean, the next commit names them
     /// (`checkpoint.rs`, "Spills").
     Spill,
+}
+
+/// A commit sealed under the epochs' lock, to be synced and written
+/// outside it ([`Stored::commit`]).
+pub(crate) struct Sealed<'a> {
+    /// The commit record.
+    pub(crate) record: Vec<u8>,
+    /// The bytes appended since the last commit, as the seal found them.
+    pub(crate) pending: u64,
+    pub(crate) _turn: MutexGuard<'a, ()>,
 }
 
 /// Records no node will free by being written anew.
@@ -116,6 +129,7 @@ impl<K, V> Stored<K, V> {
             // Half the nodes of about 1 KiB the budget holds.
             through_window: (budget as u64 / 2048).max(16),
             pending: AtomicU64::new(0),
+            committing: Mutex::new(()),
             account: AccountBox::new(budget),
         }
     }
@@ -156,11 +170,36 @@ impl<K, V> Stored<K, V> {
 
     /// A checkpoint appended a record of `bytes`.
     pub(crate) fn appended(&self, bytes: usize) {
-        // Relaxed: written by checkpoints only, one at a time (the epochs'
-        // close orders them); writers read it as a hint (`commit_due`), and
-        // the checkpoint thread's last look (`uncommitted`) comes after the
-        // tree's owner stopped writing (a lock hand-off orders them).
+        // Relaxed: read-modify-writes, by checkpoints (one walk at a time:
+        // the epochs' close orders them) and a commit's end; writers read it
+        // as a hint (`commit_due`), the next commit counts from it what it
+        // covers under the epochs' lock, and the checkpoint thread's last
+        // look (`uncommitted`) comes after the tree's owner stopped writing
+        // (a lock hand-off orders them).
         self.pending.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The bytes appended since the last commit.
+    pub(crate) fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed) // see `appended`
+    }
+
+    /// Waits for the commit under way, if one is syncing, and holds the
+    /// turn to write the next.
+    pub(crate) fn commit_turn(&self) -> MutexGuard<'_, ()> {
+        lock(&self.committing)
+    }
+
+    /// Syncs what `sealed` covers and writes its commit record, beside
+    /// spills of later epochs. A failure leaves what was sealed to the
+    /// next commit (`Store::seal`).
+    pub(crate) fn commit(&self, sealed: Sealed<'_>) -> Result<(), Error> {
+        let store = &self.store;
+        store.sync().map_err(|e| Error::io("syncing a checkpoint", None, e))?;
+        store.write_commit(&sealed.record).map_err(|e| Error::io("writing the commit record", None, e))?;
+        // Relaxed: see `appended`. Spills since the seal stay pending.
+        self.pending.fetch_sub(sealed.pending, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Whether dirty nodes written back now should be committed rather
@@ -253,12 +292,8 @@ impl<K, V> Stored<K, V> {
     }
 
     /// An image freeing the records of `gone` (from `retired_unlisted`) is
-    /// committed or settled (`ending`), and it has `extra_root`.
-    pub(crate) fn imaged(&self, extra_root: Option<Address>, gone: &[Arc<Named>], ending: Ending) {
-        if ending == Ending::Commit {
-            // Relaxed: see `appended`.
-            self.pending.store(0, Ordering::Relaxed);
-        }
+    /// settled or sealed, and it has `extra_root`.
+    pub(crate) fn imaged(&self, extra_root: Option<Address>, gone: &[Arc<Named>]) {
         let mut superseded = lock(&self.superseded);
         superseded.extra_root = extra_root;
         for named in gone {

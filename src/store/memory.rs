@@ -27,10 +27,13 @@ struct Inner {
 #[derive(Default)]
 struct Commit {
     record: Option<Vec<u8>>,
-    /// Freed for the next commit.
+    /// Freed for the commits to come, in order.
     freed: Vec<Address>,
-    /// How many of `freed` were settled (`Store::settle`): kept by `abandon`.
+    /// How many of `freed` were settled or sealed (`Store::settle`,
+    /// `Store::seal`): kept by `abandon`.
     settled: usize,
+    /// How many of `freed` the last seal covers: the next commit's.
+    sealed: usize,
     /// Bytes of records not freed, at the last commit and now.
     live_bytes: u64,
     held_bytes: u64,
@@ -115,7 +118,9 @@ impl Store for MemoryStore {
 
     fn write_commit(&self, record: &[u8]) -> io::Result<()> {
         let mut commit = self.commit();
-        let mut freed = std::mem::take(&mut commit.freed);
+        let sealed = std::mem::take(&mut commit.sealed);
+        let mut freed: Vec<Address> = commit.freed.drain(..sealed).collect();
+        commit.settled -= sealed;
         freed.sort_unstable();
         let mut records = self.inner.records.write().unwrap_or_else(PoisonError::into_inner);
         for address in freed {
@@ -126,7 +131,8 @@ impl Store for MemoryStore {
             commit.held_bytes -= gone.len() as u64;
         }
         commit.record = Some(record.to_vec());
-        commit.settled = 0;
+        // With what was appended since the seal (a spill beside the sync):
+        // near enough for a store in memory.
         commit.live_bytes = commit.held_bytes;
         Ok(())
     }
@@ -134,6 +140,13 @@ impl Store for MemoryStore {
     fn settle(&self) -> io::Result<()> {
         let mut commit = self.commit();
         commit.settled = commit.freed.len();
+        Ok(())
+    }
+
+    fn seal(&self) -> io::Result<()> {
+        let mut commit = self.commit();
+        commit.settled = commit.freed.len();
+        commit.sealed = commit.freed.len();
         Ok(())
     }
 
@@ -147,6 +160,7 @@ impl Store for MemoryStore {
         let mut commit = self.commit();
         commit.freed.clear();
         commit.settled = 0;
+        commit.sealed = 0;
     }
 
     fn usage(&self) -> Usage {

@@ -2,8 +2,8 @@
 //!
 //! A [`Store`] is the minimum a persistent tree needs: append a record and
 //! get its address back, read a record by address, say which records the
-//! next commit no longer names, make appended records durable, and keep one
-//! small commit record that names the root. The tree never rewrites a
+//! next commit no longer names, seal what the next commit holds, make it
+//! durable, and keep one small commit record that names the root. The tree never rewrites a
 //! record in place (copy on write by address), so a store may be a file, a
 //! memory buffer, an object store or anything else with those operations.
 //! [`FileStore`] keeps a tree in one file, reusing freed space;
@@ -65,18 +65,32 @@ pub trait Store: Send + Sync {
         false
     }
 
-    /// The commit being prepared (the next [`write_commit`](Store::write_commit))
-    /// no longer names the record at `address`: once that commit is
-    /// durable, its space may be reused (an object store deletes it). Until
-    /// then it must stay readable and intact, since the current commit may
-    /// still name it. The tree frees each record once, before the
-    /// [`sync`](Store::sync) of that commit; if the sync or the commit
-    /// fails, the frees of that attempt are forgotten (the tree gives them
-    /// again with its next attempt), and the records appended by the failed
-    /// attempt are named by no later commit (see [`abandon`](Store::abandon)).
+    /// The commit being prepared (the commit after the next
+    /// [`seal`](Store::seal)) no longer names the record at `address`: once
+    /// that commit is durable, its space may be reused (an object store
+    /// deletes it). Until then it must stay readable and intact, since the
+    /// current commit may still name it. The tree frees each record once.
+    /// Frees given after an attempt's last settle or seal are void if it
+    /// fails ([`abandon`](Store::abandon)); settled and sealed ones stay,
+    /// and belong to the next commit if this one fails.
     fn free(&self, address: Address) -> io::Result<()>;
 
-    /// Makes every record appended so far durable.
+    /// Settles (as [`settle`](Store::settle)) and ends the commit being
+    /// prepared: the records appended and the frees given so far are what
+    /// the next [`sync`](Store::sync) and
+    /// [`write_commit`](Store::write_commit) commit; what is appended and
+    /// freed after the seal belongs to the commit after. The tree seals
+    /// with nothing else appending or freeing, then syncs and writes the
+    /// commit record while later spills may append and free beside them:
+    /// so a commit's syncs need not hold up writers that must spill. If the
+    /// sync or the commit fails, what was sealed stays (not reused, not
+    /// void) and belongs to the next commit, as if it had only been
+    /// settled.
+    fn seal(&self) -> io::Result<()>;
+
+    /// Makes every record the last [`seal`](Store::seal) covers durable.
+    /// Not called twice for one seal, nor with another `seal` between it
+    /// and its `write_commit`.
     fn sync(&self) -> io::Result<()>;
 
     /// The records appended and the frees given so far belong to the
@@ -97,15 +111,16 @@ pub trait Store: Send + Sync {
 
     /// Replaces the commit record, atomically and durably: after a crash
     /// `read_commit` returns either the old or the new record, whole. The
-    /// tree calls it only after [`sync`](Store::sync) of the records it names.
+    /// tree calls it only after [`sync`](Store::sync) of the records it
+    /// names; once it succeeds, what the seal freed may be reused.
     fn write_commit(&self, record: &[u8]) -> io::Result<()>;
 
-    /// The commit being prepared will not be written (the checkpoint
-    /// failed before it, or the store failed it): no commit names the
-    /// records appended since the last commit or [`settle`](Store::settle),
-    /// and the frees given since then are void (the tree gives them
-    /// again). The tree calls it after every failed attempt, also after a
-    /// failed `sync` or `write_commit`.
+    /// The attempt under way failed before its seal or settle (an append
+    /// or encoding failed, a codec panicked): no commit names the records
+    /// it appended since the last settle or seal, and the frees it gave
+    /// since then are void (the tree gives them again). Never called for a
+    /// failed `sync` or `write_commit`, which keep what was sealed, nor
+    /// while another thread appends.
     fn abandon(&self) {}
 
     /// Voids everything since the last commit, settled or not: the tree
@@ -172,6 +187,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn settle(&self) -> io::Result<()> {
         (**self).settle()
+    }
+    fn seal(&self) -> io::Result<()> {
+        (**self).seal()
     }
     fn abandon(&self) {
         (**self).abandon()

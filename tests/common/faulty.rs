@@ -241,6 +241,12 @@ impl Store for FaultyStore {
         self.inner.settle()
     }
 
+    /// A seal is a settle that ends the commit: failed as one.
+    fn seal(&self) -> io::Result<()> {
+        self.check(Op::Settle)?;
+        self.inner.seal()
+    }
+
     fn sync(&self) -> io::Result<()> {
         self.check(Op::Sync)?;
         self.inner.sync()

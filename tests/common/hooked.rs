@@ -13,6 +13,9 @@ use ghostbtree::{Address, MemoryStore, Store, Usage};
 pub trait Hooks: Send + Sync + 'static {
     /// Runs before each read.
     fn before_read(&self, _address: Address) {}
+    /// Runs before each sync: a disk's sync takes a while, and other
+    /// threads go on meanwhile (a loom model yields here).
+    fn before_sync(&self) {}
     /// Runs after each commit record is written, still inside the
     /// checkpoint (no other commit lands meanwhile).
     fn after_commit(&self, _store: &MemoryStore) {}
@@ -48,10 +51,14 @@ impl<H: Hooks> Store for Hooked<H> {
         self.inner.free(address)
     }
     fn sync(&self) -> io::Result<()> {
+        self.hooks.before_sync();
         self.inner.sync()
     }
     fn settle(&self) -> io::Result<()> {
         self.inner.settle()
+    }
+    fn seal(&self) -> io::Result<()> {
+        self.inner.seal()
     }
     fn read_commit(&self) -> io::Result<Option<Vec<u8>>> {
         self.inner.read_commit()

@@ -7,20 +7,25 @@
 //!
 //! A checkpoint appends records (into free space: best fit, else at the
 //! end), hands back the addresses of the records its image no longer names
-//! ([`Store::free`]), then calls [`Store::sync`] and
+//! ([`Store::free`]), seals them ([`Store::seal`]: written out, and from
+//! now on this commit's), then calls [`Store::sync`] and
 //! [`Store::write_commit`]:
 //!
-//! 1. `sync` writes the buffered records and a new free-list record (the
-//!    free space as it will be after this commit: the current free space,
-//!    plus the records freed, plus the previous free-list record), in
-//!    offset order, then `fdatasync`s. Nothing the last commit names is
-//!    written over: every byte written lies in space free at the last
-//!    commit.
+//! 1. `sync` writes a new free-list record (the free space as it will be
+//!    after this commit: the current free space, plus the records the seal
+//!    covers as freed, plus the orphans, plus the previous free-list
+//!    record), then `fdatasync`s. Nothing the last commit names is written
+//!    over: every byte written lies in space free at the last commit.
 //! 2. `write_commit` writes the superblock (sequence + 1, naming the commit
 //!    record, the free list, where used space ends) into the slot that does
 //!    not hold the last commit, as the whole slot (zeros after it), then
 //!    `fdatasync`s. Only then do the freed
 //!    records become free space for the next checkpoint.
+//!
+//! Appends and frees after the seal (a spill beside the commit) are the
+//! next commit's: they take space free now (listed free by this commit,
+//! which names none of them), and what they free is released only by the
+//! next commit, since this one still names it.
 //!
 //! So at every instant the newest valid superblock on disk names records
 //! that are whole: a crash during step 1 leaves the old superblock, and
@@ -29,10 +34,11 @@
 //!
 //! A failed `sync` or `write_commit` (disk full, EIO) changes none of
 //! that: the superblock that was last written durably stays the newest
-//! valid one, the next attempt writes into the same slot, and the records
-//! of the failed attempt are freed only by the next successful commit
-//! (the attempt's superblock may have reached the disk whole). The caller
-//! names none of them again (the tree writes its nodes anew).
+//! valid one, and the next attempt writes into the same slot. What the
+//! failed attempt sealed goes back to the next commit, as if settled; its
+//! free-list record is freed at once if no superblock was written, else
+//! only by the next successful commit (the attempt's superblock may have
+//! reached the disk whole).
 //!
 //! A spill (`Store::settle`) writes the buffered records out, without a
 //! sync: the tree evicts the nodes it wrote and reads them back from
@@ -52,8 +58,10 @@
 //!
 //! Reads are positioned (`pread`), so loads on many threads never share a
 //! cursor; they take a read lock only to look for a record appended but
-//! not yet written out. Appends, frees and commits come from the
-//! checkpoint (one at a time) and serialize on one mutex.
+//! not yet written out. Appends, frees, seals and commits serialize on one
+//! mutex (the writer), which the commit releases for its two `fdatasync`s:
+//! a spill appends beside them. The tree keeps one walk and one commit at a
+//! time.
 
 mod disk;
 pub(crate) mod layout;
@@ -99,7 +107,15 @@ impl Writer {
     /// their entries and half again (B-tree nodes are half to full), its
     /// lists at their capacity, the frames not written out.
     fn memory_bytes(&self) -> usize {
-        let lists = [&self.appended, &self.freed, &self.settled, &self.settled_freed, &self.orphans];
+        let lists = [
+            &self.appended,
+            &self.freed,
+            &self.settled,
+            &self.settled_freed,
+            &self.sealed,
+            &self.sealed_freed,
+            &self.orphans,
+        ];
         self.space.as_ref().map_or(0, Space::memory_bytes)
             + lists.iter().map(|list| list.capacity() * size_of::<Extent>()).sum::<usize>()
             + space::btree_bytes(self.checksums.len(), size_of::<(u64, u32)>())
@@ -121,20 +137,24 @@ struct Writer {
     /// Records freed for the next commit since the last commit or settle.
     freed: Vec<Extent>,
     /// Frames appended and records freed before a settle since the last
-    /// commit (`Store::settle`): a failed attempt keeps them.
+    /// seal (`Store::settle`): a failed attempt keeps them.
     settled: Vec<Extent>,
     settled_freed: Vec<Extent>,
+    /// What the last seal ended (`Store::seal`): the commit under way. A
+    /// failed sync or commit gives them back to `settled`.
+    sealed: Vec<Extent>,
+    sealed_freed: Vec<Extent>,
     /// The checksum of every frame appended since the last commit, by
     /// offset: a settled frame read back must be that frame, not an older
-    /// valid one the page cache fell back to (`rewrite_settled`).
+    /// valid one the page cache fell back to (`rewrite_sealed`).
     checksums: BTreeMap<u64, u32>,
     /// Frames of failed attempts, freed by the next successful commit.
     orphans: Vec<Extent>,
     /// What `sync` prepared for `write_commit`.
     prepared: Option<Prepared>,
     unwritten_bytes: usize,
-    /// A sync failed since the frames in `settled` were written: they may
-    /// never reach the disk (Linux marks pages clean after a writeback
+    /// A sync failed since frames now settled or sealed were written: they
+    /// may never reach the disk (Linux marks pages clean after a writeback
     /// error), so the next commit writes them again first.
     rewrite_settled: bool,
 }
@@ -146,8 +166,8 @@ struct Prepared {
     free_bytes: u64,
     /// Free after the commit (the freed records, the old free list, orphans).
     released: Vec<Extent>,
-    /// How many of `Writer::freed` it includes.
-    freed: usize,
+    /// How many of `Writer::orphans` it includes (the first ones).
+    orphans: usize,
 }
 
 impl FileStore {
@@ -289,6 +309,8 @@ impl FileStore {
                 freed: Vec::new(),
                 settled: Vec::new(),
                 settled_freed: Vec::new(),
+                sealed: Vec::new(),
+                sealed_freed: Vec::new(),
                 checksums: BTreeMap::new(),
                 orphans: Vec::new(),
                 prepared: None,
@@ -421,15 +443,17 @@ impl FileStore {
         self.disk.sync().map_err(|e| context(e, &self.path, "cannot sync the file (fdatasync)"))
     }
 
-    /// Step 1 of the commit protocol (module docs).
-    fn prepare(&self, writer: &mut Writer) -> io::Result<()> {
-        self.forget_prepared(writer)?;
-        let freed = writer.freed.len();
-        let mut released = writer.settled_freed.clone();
-        released.extend(writer.freed.iter().copied());
+    /// Step 1 of the commit protocol (module docs), for what the last seal
+    /// ended. The writer is unlocked for the `fdatasync`: spills append and
+    /// free beside it, for the commit after.
+    fn prepare(&self) -> io::Result<()> {
+        let mut writer = self.writer();
+        self.forget_prepared(&mut writer)?;
+        let orphans = writer.orphans.len();
+        let mut released = writer.sealed_freed.clone();
         released.extend(writer.orphans.iter().copied());
         released.extend(writer.committed.free_list);
-        let space = self.space(writer)?;
+        let space = self.space(&mut writer)?;
         // The list's own frame comes out of the space first (so it lists
         // what is free with it in place); allocating takes or shrinks one
         // extent and freeing coalesces, so this many extents is an upper
@@ -437,44 +461,54 @@ impl FileStore {
         let bound = space.len() + released.len() + 1;
         let frame_len = layout::frame_len(8 + 16 * bound);
         let free_list = Extent { offset: space.alloc(frame_len), len: frame_len };
-        writer.appended.push(free_list);
-        let space = writer.space.as_ref().expect("loaded above");
         let mut after = space.clone();
-        for extent in &released {
-            after.free(extent.offset, extent.len).map_err(|why| {
-                self.invalid(&format!("freeing the record at offset {}: {why}", extent.offset))
-            })?;
-        }
-        let extents: Vec<(u64, u64)> = after.extents().collect();
-        let mut payload = layout::encode_free_list(&extents);
-        payload.resize(frame_len as usize - 12, 0);
-        let frame = layout::encode_frame(Kind::FreeList, &payload);
-        debug_assert_eq!(frame.len() as u64, frame_len);
-        if !free_list.addressable() {
-            return Err(self.invalid("the file is past the 16 TiB a file store addresses"));
-        }
-        self.unwritten.write().unwrap_or_else(PoisonError::into_inner).insert(free_list.offset, frame);
-        if writer.rewrite_settled {
-            self.rewrite_settled(writer)?;
-        }
-        self.write_out(writer)?;
-        if let Err(e) = self.sync_disk() {
-            writer.rewrite_settled |= !writer.settled.is_empty();
+        let written = (|| {
+            for extent in &released {
+                after.free(extent.offset, extent.len).map_err(|why| {
+                    self.invalid(&format!("freeing the record at offset {}: {why}", extent.offset))
+                })?;
+            }
+            let extents: Vec<(u64, u64)> = after.extents().collect();
+            let mut payload = layout::encode_free_list(&extents);
+            payload.resize(frame_len as usize - 12, 0);
+            let frame = layout::encode_frame(Kind::FreeList, &payload);
+            debug_assert_eq!(frame.len() as u64, frame_len);
+            if !free_list.addressable() {
+                return Err(self.invalid("the file is past the 16 TiB a file store addresses"));
+            }
+            self.unwritten.write().unwrap_or_else(PoisonError::into_inner).insert(free_list.offset, frame);
+            if writer.rewrite_settled {
+                self.rewrite_sealed(&writer)?;
+            }
+            self.write_out(&mut writer)
+        })();
+        let synced = written.and_then(|()| {
+            drop(writer);
+            self.sync_disk()
+        });
+        let mut writer = self.writer();
+        if let Err(e) = synced {
+            writer.rewrite_settled |= !(writer.sealed.is_empty() && writer.settled.is_empty());
+            unseal(&mut writer);
+            // Named by no superblock: free at once.
+            self.unwritten.write().unwrap_or_else(PoisonError::into_inner).remove(&free_list.offset);
+            let space = writer.space.as_mut().expect("loaded above");
+            space.free(free_list.offset, free_list.len).map_err(|why| self.invalid(&why))?;
             return Err(e);
         }
         writer.rewrite_settled = false;
         writer.prepared =
-            Some(Prepared { free_list, end: after.end(), free_bytes: after.free_bytes(), released, freed });
+            Some(Prepared { free_list, end: after.end(), free_bytes: after.free_bytes(), released, orphans });
         Ok(())
     }
 
-    /// Writes the settled frames again, as the page cache still has them
+    /// Writes the sealed frames again, as the page cache still has them
     /// (a sync failed since they were written: module docs). A frame the
     /// page cache lost too fails its checksum, or shows another frame's (an
     /// older record of the same length the disk still holds there): its
     /// node is gone, and no commit can name it.
-    fn rewrite_settled(&self, writer: &Writer) -> io::Result<()> {
-        for &extent in &writer.settled {
+    fn rewrite_sealed(&self, writer: &Writer) -> io::Result<()> {
+        for &extent in &writer.sealed {
             let frame = self.read_frame(extent)?;
             let lost = |why: &str| {
                 self.invalid(&format!(
@@ -495,7 +529,6 @@ impl FileStore {
     fn forget_prepared(&self, writer: &mut Writer) -> io::Result<()> {
         if let Some(stale) = writer.prepared.take() {
             // Never named by a superblock written: free at once.
-            writer.appended.retain(|&extent| extent != stale.free_list);
             let space = writer.space.as_mut().expect("loaded by the last prepare");
             space.free(stale.free_list.offset, stale.free_list.len).map_err(|why| self.invalid(&why))?;
         }
@@ -503,24 +536,23 @@ impl FileStore {
     }
 
     /// A failed attempt: its frames stay taken until a commit succeeds.
-    /// What was settled stays as it is.
+    /// What was settled or sealed stays as it is, and so does a commit
+    /// under way.
     fn abandon_attempt(&self, writer: &mut Writer) {
         let appended = std::mem::take(&mut writer.appended);
         writer.orphans.extend(appended);
         writer.freed.clear();
-        writer.prepared = None;
         self.unwritten.write().unwrap_or_else(PoisonError::into_inner).clear();
         writer.unwritten_bytes = 0;
     }
 
-    fn commit_prepared(&self, writer: &mut Writer, commit: &[u8]) -> io::Result<()> {
-        // Appends or frees since `sync` (or no `sync`): prepare anew.
-        let fresh = writer.prepared.as_ref().is_some_and(|prepared| {
-            prepared.freed == writer.freed.len() && writer.appended.last() == Some(&prepared.free_list)
-        });
-        if !fresh {
-            self.prepare(writer)?;
+    /// Step 2 of the commit protocol (module docs), the writer unlocked for
+    /// the `fdatasync` as in `prepare`.
+    fn commit_prepared(&self, commit: &[u8]) -> io::Result<()> {
+        if self.writer().prepared.is_none() {
+            self.prepare()?;
         }
+        let writer = self.writer();
         let prepared = writer.prepared.as_ref().expect("prepared above");
         let superblock = Superblock {
             sequence: writer.committed.sequence + 1,
@@ -533,25 +565,42 @@ impl FileStore {
         // the superblock, and garbage left there would outlive this commit.
         let mut bytes = layout::encode_superblock(&superblock);
         bytes.resize(PAGE as usize, 0);
-        self.write_at(&bytes, SUPERBLOCK_AT[writer.next_slot])?;
-        self.sync_disk()?;
-        // Durable: what it released is free space now.
+        let synced = self.write_at(&bytes, SUPERBLOCK_AT[writer.next_slot]).and_then(|()| {
+            drop(writer);
+            self.sync_disk()
+        });
+        let mut writer = self.writer();
         let prepared = writer.prepared.take().expect("prepared above");
+        if let Err(e) = synced {
+            // The superblock may be on the disk whole, naming the free
+            // list: that stays taken until a commit overwrites the slot.
+            writer.orphans.push(prepared.free_list);
+            writer.rewrite_settled |= !writer.settled.is_empty();
+            unseal(&mut writer);
+            return Err(e);
+        }
+        // Durable: what it released is free space now.
         let space = writer.space.as_mut().expect("loaded by prepare");
-        for extent in prepared.released {
+        for extent in &prepared.released {
             // Checked on the copy `prepare` made; cannot fail here.
             space.free(extent.offset, extent.len).map_err(|why| self.invalid(&why))?;
         }
+        let writer = &mut *writer;
         writer.committed = superblock;
         writer.next_slot = 1 - writer.next_slot;
-        writer.appended.clear();
-        writer.orphans.clear();
-        writer.freed.clear();
-        writer.settled.clear();
-        writer.settled_freed.clear();
-        writer.checksums.clear();
+        for extent in writer.sealed.drain(..).chain(writer.orphans.drain(..prepared.orphans)) {
+            writer.checksums.remove(&extent.offset);
+        }
+        writer.sealed_freed.clear();
         Ok(())
     }
+}
+
+/// A failed sync or commit: what it sealed belongs to the next commit, as
+/// if only settled.
+fn unseal(writer: &mut Writer) {
+    writer.settled.append(&mut writer.sealed);
+    writer.settled_freed.append(&mut writer.sealed_freed);
 }
 
 impl Store for FileStore {
@@ -621,24 +670,30 @@ impl Store for FileStore {
     }
 
     fn sync(&self) -> io::Result<()> {
-        let mut writer = self.writer();
-        let prepared = self.prepare(&mut writer);
-        if prepared.is_err() {
-            self.abandon_attempt(&mut writer);
-        }
-        prepared
+        self.prepare()
     }
 
     fn settle(&self) -> io::Result<()> {
         let mut writer = self.writer();
-        let settled = self.forget_prepared(&mut writer).and_then(|()| self.write_out(&mut writer));
-        if settled.is_err() {
+        // Not `prepared`: it is the commit under way's, if one is.
+        if let Err(e) = self.write_out(&mut writer) {
             self.abandon_attempt(&mut writer);
-            return settled;
+            return Err(e);
         }
         let writer = &mut *writer;
         writer.settled.append(&mut writer.appended);
         writer.settled_freed.append(&mut writer.freed);
+        Ok(())
+    }
+
+    fn seal(&self) -> io::Result<()> {
+        self.settle()?;
+        let mut writer = self.writer();
+        // A sync no commit followed: a seal starts the next attempt.
+        self.forget_prepared(&mut writer)?;
+        let writer = &mut *writer;
+        writer.sealed.append(&mut writer.settled);
+        writer.sealed_freed.append(&mut writer.settled_freed);
         Ok(())
     }
 
@@ -655,12 +710,7 @@ impl Store for FileStore {
                 &format!("a commit record of {} bytes (at most {})", record.len(), layout::MAX_COMMIT),
             ));
         }
-        let mut writer = self.writer();
-        let committed = self.commit_prepared(&mut writer, record);
-        if committed.is_err() {
-            self.abandon_attempt(&mut writer);
-        }
-        committed
+        self.commit_prepared(record)
     }
 
     fn abandon(&self) {
@@ -670,8 +720,11 @@ impl Store for FileStore {
     fn rollback(&self) {
         let mut writer = self.writer();
         let writer = &mut *writer;
+        let _ = self.forget_prepared(writer);
         writer.orphans.append(&mut writer.settled);
+        writer.orphans.append(&mut writer.sealed);
         writer.settled_freed.clear();
+        writer.sealed_freed.clear();
         writer.checksums.clear();
         self.abandon_attempt(writer);
     }
