@@ -236,12 +236,14 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         // Settled or sealed (or abandoned): the next spill may run, and
         // write while this commit syncs ("Commits" in the module docs).
         drop(closed);
-        let result = match imaged {
-            Ok(Some(sealed)) => stored.commit(sealed),
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
+        let (result, sealed) = match imaged {
+            Ok(Some(sealed)) => (stored.commit(&sealed), Some(sealed)),
+            Ok(None) => (Ok(()), None),
+            Err(e) => (Err(e), None),
         };
+        // Within the commit turn: a later commit's outcome comes after.
         stored.checkpointed(&result, ending);
+        drop(sealed);
         result
     }
 

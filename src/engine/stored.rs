@@ -193,7 +193,7 @@ impl<K, V> Stored<K, V> {
     /// Syncs what `sealed` covers and writes its commit record, beside
     /// spills of later epochs. A failure leaves what was sealed to the
     /// next commit (`Store::seal`).
-    pub(crate) fn commit(&self, sealed: Sealed<'_>) -> Result<(), Error> {
+    pub(crate) fn commit(&self, sealed: &Sealed<'_>) -> Result<(), Error> {
         let store = &self.store;
         store.sync().map_err(|e| Error::io("syncing a checkpoint", None, e))?;
         store.write_commit(&sealed.record).map_err(|e| Error::io("writing the commit record", None, e))?;
