@@ -199,7 +199,9 @@ fn loader_reader_writer_and_evictor_on_one_ghost() {
 /// slot, one store read per load.
 #[test]
 fn branch_eviction_races_a_reader_and_a_writer() {
-    model(|| {
+    // Two preemptions: three take ~10 min on 2 cores (passed, 2026-12-03),
+    // past CI's budget; run them with LOOM_MAX_PREEMPTIONS=3.
+    model_with(2, || {
         let tree = stored_tree(Config::new().leaf_capacity(2).branch_capacity(4), &[10, 20, 30]);
         let reader = thread::spawn({
             let tree = Arc::clone(&tree);
@@ -394,7 +396,8 @@ fn two_merges_of_neighbours_race() {
 /// meanwhile, and the reader must still find every key present.
 #[test]
 fn a_merge_races_an_evictor_and_a_reader_over_a_store() {
-    model(|| {
+    // Two preemptions, as in `branch_eviction_races_a_reader_and_a_writer`.
+    model_with(2, || {
         let tree = stored_tree(Config::new().leaf_capacity(2).branch_capacity(3), &[10, 20, 30, 40]);
         let remover = thread::spawn({
             let tree = Arc::clone(&tree);
