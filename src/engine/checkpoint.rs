@@ -63,9 +63,9 @@
 //! dirty share spill beside it: their appends and frees come after the seal,
 //! so they belong to the next commit (a spill frees the records this commit
 //! names, which the store must keep until the next commit is durable). A
-//! commit turn (`Stored::commit_turn`), taken before the seal and held to
-//! the commit record, keeps commits in the order of their images; a second
-//! commit's walk may run while the first syncs.
+//! commit turn (taken by `Stored::seal`, held to the commit record) keeps
+//! commits in the order of their images; a second commit's walk may run
+//! while the first syncs.
 //!
 //! A failed sync or commit record leaves what was sealed to the next commit,
 //! as after a spill (the store's part); the error is the checkpoint's. A
@@ -236,15 +236,15 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         // Settled or sealed (or abandoned): the next spill may run, and
         // write while this commit syncs ("Commits" in the module docs).
         drop(closed);
-        let (result, sealed) = match imaged {
-            Ok(Some(sealed)) => (stored.commit(&sealed), Some(sealed)),
-            Ok(None) => (Ok(()), None),
-            Err(e) => (Err(e), None),
-        };
-        // Within the commit turn: a later commit's outcome comes after.
-        stored.checkpointed(&result, ending);
-        drop(sealed);
-        result
+        match imaged {
+            // Records its own outcome, within its turn.
+            Ok(Some(sealed)) => stored.commit(sealed),
+            imaged => {
+                let result = imaged.map(drop);
+                stored.checkpointed(&result, ending);
+                result
+            }
+        }
     }
 
     /// The walk, the frees, and the settle (a spill) or the seal (a commit,
@@ -313,10 +313,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             Ending::Commit => {
                 let record = encode_commit(&Commit { root: address, level, epoch, len })
                     .map_err(|what| Error::Internal { what })?;
-                // After the commit before, which may still be syncing.
-                let turn = stored.commit_turn();
-                store.seal().map_err(|e| Error::io("writing a checkpoint's nodes", None, e))?;
-                Some(Sealed { record, pending: stored.pending(), _turn: turn })
+                Some(stored.seal(record)?)
             }
             Ending::Spill => {
                 store.settle().map_err(|e| Error::io("writing nodes back (a spill)", None, e))?;

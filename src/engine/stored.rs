@@ -57,14 +57,14 @@ pub(crate) enum Ending {
     Spill,
 }
 
-/// A commit sealed under the epochs' lock, to be synced and written
-/// outside it ([`Stored::commit`]).
+/// A commit sealed under the epochs' lock ([`Stored::seal`]), to be synced
+/// and written outside it ([`Stored::commit`]); it holds the commit turn.
 pub(crate) struct Sealed<'a> {
     /// The commit record.
-    pub(crate) record: Vec<u8>,
+    record: Vec<u8>,
     /// The bytes appended since the last commit, as the seal found them.
-    pub(crate) pending: u64,
-    pub(crate) _turn: MutexGuard<'a, ()>,
+    pending: u64,
+    _turn: MutexGuard<'a, ()>,
 }
 
 /// Records no node will free by being written anew.
@@ -179,27 +179,32 @@ impl<K, V> Stored<K, V> {
         self.pending.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    /// The bytes appended since the last commit.
-    pub(crate) fn pending(&self) -> u64 {
-        self.pending.load(Ordering::Relaxed) // see `appended`
-    }
-
-    /// Waits for the commit under way, if one is syncing, and holds the
-    /// turn to write the next.
-    pub(crate) fn commit_turn(&self) -> MutexGuard<'_, ()> {
-        lock(&self.committing)
+    /// Seals the commit whose record is `record` (`Store::seal`), after
+    /// waiting for the commit under way, if one is syncing: called under the
+    /// epochs' lock, at the end of a commit's walk.
+    pub(crate) fn seal(&self, record: Vec<u8>) -> Result<Sealed<'_>, Error> {
+        let turn = lock(&self.committing);
+        self.store.seal().map_err(|e| Error::io("writing a checkpoint's nodes", None, e))?;
+        // Relaxed: see `appended`; spills cannot run under the epochs' lock.
+        let pending = self.pending.load(Ordering::Relaxed);
+        Ok(Sealed { record, pending, _turn: turn })
     }
 
     /// Syncs what `sealed` covers and writes its commit record, beside
-    /// spills of later epochs. A failure leaves what was sealed to the
-    /// next commit (`Store::seal`).
-    pub(crate) fn commit(&self, sealed: &Sealed<'_>) -> Result<(), Error> {
+    /// spills of later epochs, and records how it ended before giving up
+    /// the turn (a later commit's outcome comes after). A failure leaves
+    /// what was sealed to the next commit (`Store::seal`).
+    pub(crate) fn commit(&self, sealed: Sealed<'_>) -> Result<(), Error> {
         let store = &self.store;
-        store.sync().map_err(|e| Error::io("syncing a checkpoint", None, e))?;
-        store.write_commit(&sealed.record).map_err(|e| Error::io("writing the commit record", None, e))?;
-        // Relaxed: see `appended`. Spills since the seal stay pending.
-        self.pending.fetch_sub(sealed.pending, Ordering::Relaxed);
-        Ok(())
+        let result = store.sync().map_err(|e| Error::io("syncing a checkpoint", None, e)).and_then(|()| {
+            store.write_commit(&sealed.record).map_err(|e| Error::io("writing the commit record", None, e))
+        });
+        if result.is_ok() {
+            // Relaxed: see `appended`. Spills since the seal stay pending.
+            self.pending.fetch_sub(sealed.pending, Ordering::Relaxed);
+        }
+        self.checkpointed(&result, Ending::Commit);
+        result
     }
 
     /// Whether dirty nodes written back now should be committed rather

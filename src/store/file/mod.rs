@@ -334,6 +334,16 @@ impl FileStore {
         error(ErrorKind::InvalidData, &self.path, why)
     }
 
+    /// A seal or sync came between a commit's sync and its commit record:
+    /// the `Store` contract's misuse, an error rather than a panic.
+    fn interleaved(&self) -> io::Error {
+        error(
+            ErrorKind::InvalidInput,
+            &self.path,
+            "a seal or sync came between a commit's sync and its commit record",
+        )
+    }
+
     /// The free space, read from the committed free list the first time.
     fn space<'w>(&self, writer: &'w mut Writer) -> io::Result<&'w mut Space> {
         if writer.space.is_none() {
@@ -553,7 +563,7 @@ impl FileStore {
             self.prepare()?;
         }
         let writer = self.writer();
-        let prepared = writer.prepared.as_ref().expect("prepared above");
+        let Some(prepared) = writer.prepared.as_ref() else { return Err(self.interleaved()) };
         let superblock = Superblock {
             sequence: writer.committed.sequence + 1,
             end: prepared.end,
@@ -570,7 +580,7 @@ impl FileStore {
             self.sync_disk()
         });
         let mut writer = self.writer();
-        let prepared = writer.prepared.take().expect("prepared above");
+        let Some(prepared) = writer.prepared.take() else { return Err(self.interleaved()) };
         if let Err(e) = synced {
             // The superblock may be on the disk whole, naming the free
             // list: that stays taken until a commit overwrites the slot.
@@ -592,6 +602,20 @@ impl FileStore {
             writer.checksums.remove(&extent.offset);
         }
         writer.sealed_freed.clear();
+        Ok(())
+    }
+}
+
+impl FileStore {
+    /// `Store::settle`, under the writer's lock. Not `prepared`: it is the
+    /// commit under way's, if one is.
+    fn settle_locked(&self, writer: &mut Writer) -> io::Result<()> {
+        if let Err(e) = self.write_out(writer) {
+            self.abandon_attempt(writer);
+            return Err(e);
+        }
+        writer.settled.append(&mut writer.appended);
+        writer.settled_freed.append(&mut writer.freed);
         Ok(())
     }
 }
@@ -674,21 +698,12 @@ impl Store for FileStore {
     }
 
     fn settle(&self) -> io::Result<()> {
-        let mut writer = self.writer();
-        // Not `prepared`: it is the commit under way's, if one is.
-        if let Err(e) = self.write_out(&mut writer) {
-            self.abandon_attempt(&mut writer);
-            return Err(e);
-        }
-        let writer = &mut *writer;
-        writer.settled.append(&mut writer.appended);
-        writer.settled_freed.append(&mut writer.freed);
-        Ok(())
+        self.settle_locked(&mut self.writer())
     }
 
     fn seal(&self) -> io::Result<()> {
-        self.settle()?;
         let mut writer = self.writer();
+        self.settle_locked(&mut writer)?;
         // A sync no commit followed: a seal starts the next attempt.
         self.forget_prepared(&mut writer)?;
         let writer = &mut *writer;
