@@ -592,6 +592,80 @@ fn a_spill_beside_a_commit_frees_nothing_the_commit_names() {
     });
 }
 
+/// A spill writes a leaf anew without its parent (`src/engine/checkpoint.rs`,
+/// "Spills"): the parent's record still lists the leaf's old record until
+/// the next commit rewrites it. Here the leaf is spilled and evicted, and the
+/// clock tries to evict the parent while a flush commits (and rewrites the
+/// parent): the parent goes only to a record that lists the leaf where it
+/// is now (`node.rs`, `Listing`), so a read of the key after it finds it, and
+/// the commit's image and the next one hold every key.
+#[test]
+fn a_spilled_leaf_keeps_its_parent_from_being_evicted_to_a_stale_record() {
+    model_with(2, || {
+        let store = ghostbtree::MemoryStore::new();
+        let config = Config::new().leaf_capacity(2).branch_capacity(3);
+        let tree = committed_then_dirty(store.clone(), &config); // 31 dirty in [30, 31]
+        tree.spill().unwrap();
+        assert!(tree.evict_node_of(&31, 0).unwrap(), "a spilled leaf is clean");
+        let flusher = thread::spawn({
+            let tree = Arc::clone(&tree);
+            move || tree.flush().unwrap()
+        });
+        for key in [10, 20, 30] {
+            tree.evict_node_of(&key, 0).unwrap();
+        }
+        tree.evict_node_of(&31, 1).unwrap(); // the root
+        assert_eq!(tree.get(&31).unwrap(), Some(31), "the parent went to a record without the spilled leaf");
+        flusher.join().unwrap();
+        let expected = [10, 20, 30, 31];
+        let image: BTree<u32, u32> = BTree::open(store.clone(), config.clone()).unwrap();
+        let keys: Vec<u32> = image.iter().map(|e| e.unwrap().0).collect();
+        assert_eq!(keys, expected, "the commit after the spill lost keys");
+        drop(image);
+        tree.evict_node_of(&31, 1).unwrap();
+        tree.flush().unwrap();
+        let image: BTree<u32, u32> = BTree::open(store.clone(), config.clone()).unwrap();
+        let keys: Vec<u32> = image.iter().map(|e| e.unwrap().0).collect();
+        assert_eq!(keys, expected, "the next commit lost keys");
+        check_final(&tree, &expected);
+    });
+}
+
+/// A spill takes the leaves writes queued, and one of them may be merging
+/// or retired by then (`src/engine/merge.rs`): here a remover empties the
+/// dirty leaf `[30, 31]`, which merges away, while the spill runs, and the
+/// spilled leaves are evicted and read back. The spill skips what a merge
+/// froze (the commit writes or frees it), and the next commit holds
+/// exactly the keys left, its store never reading a record it freed.
+#[test]
+fn a_spill_races_a_merge_of_a_queued_leaf() {
+    model_with(2, || {
+        let store = ghostbtree::MemoryStore::new();
+        let config = Config::new().leaf_capacity(2).branch_capacity(3);
+        let tree = committed_then_dirty(store.clone(), &config); // 31 dirty in [30, 31]
+        let remover = thread::spawn({
+            let tree = Arc::clone(&tree);
+            move || {
+                assert_eq!(tree.remove(&31).unwrap(), Some(31));
+                assert_eq!(tree.remove(&30).unwrap(), Some(30)); // empties the leaf
+            }
+        });
+        tree.spill().unwrap();
+        for key in [10, 20] {
+            tree.evict_node_of(&key, 0).unwrap();
+            assert_eq!(tree.get(&key).unwrap(), Some(key), "a spilled key went missing");
+        }
+        remover.join().unwrap();
+        tree.flush().unwrap();
+        let image: BTree<u32, u32> = BTree::open(store.clone(), config.clone()).unwrap();
+        let keys: Vec<u32> = image.iter().map(|e| e.unwrap().0).collect();
+        assert_eq!(keys, [10, 20], "the commit after a spill and a merge holds the wrong keys");
+        let report = image.verify().unwrap();
+        assert!(report.is_ok(), "{report}");
+        check_final(&tree, &[10, 20]);
+    });
+}
+
 /// Pops and appends start at the end leaves their hints remember
 /// (`src/engine/ends.rs`). Here the last leaf splits under an append while
 /// the pops at the front empty the first leaf and merge its neighbour into

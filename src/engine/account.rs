@@ -54,13 +54,16 @@ impl Drop for Charge {
 }
 
 impl Charge {
-    /// The version is stored now: no longer dirty.
-    pub(crate) fn clean(&self) {
+    /// The version is stored now: no longer dirty. Returns the bytes this
+    /// call uncounted as dirty (none if it was clean).
+    pub(crate) fn clean(&self) -> usize {
         // Relaxed: the flag only decides which thread uncounts the bytes,
         // and the swap makes that exactly one.
         if self.dirty.swap(false, Ordering::Relaxed) {
             self.account.bytes.add(DIRTY, -self.bytes);
+            return self.bytes.unsigned_abs();
         }
+        0
     }
 }
 

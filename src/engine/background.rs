@@ -48,7 +48,7 @@ where
                 let ending = match woke {
                     Woke::Stop => break,
                     _ if last_commit.elapsed() >= interval || stored.commit_due() => Ending::Commit,
-                    Woke::Nudged => Ending::Spill,
+                    Woke::Nudged => stored.write_back_ending(),
                     Woke::Timeout => continue,
                 };
                 if ending == Ending::Commit {

@@ -33,30 +33,43 @@
 //! names move on only then, so a failed checkpoint frees nothing and the
 //! next one frees the same records again.
 //!
-//! # Spills: written back, not committed
+//! # Spills: dirty leaves written back, not committed
 //!
-//! A *spill* is the same walk without the sync and the commit record
-//! (`Ending::Spill`): the store settles what it appended and freed
-//! (`Store::settle`), and the nodes written count as stored, so they are
-//! clean and may be evicted; the image is not durable. Writers spill when
-//! dirty bytes fill three eighths of the budget, so random writes over a
-//! tree much larger than the budget cost no sync each time that fills (two
-//! `fdatasync`s a checkpoint); `flush`, the checkpoint thread's interval
-//! and the space the file cannot reuse before a commit (`Stored::commit_due`)
-//! decide when a commit follows. The next commit's walk finds the spilled
-//! nodes stored, names their records, and frees what it supersedes, spilled
-//! records included: to the store, everything appended and freed between
-//! two commits belongs to the second.
+//! A *spill* (`Ending::Spill`, `Tree::spill`) writes back only the leaves
+//! written up to `E`, with no walk and no branch: writes queue a leaf slot
+//! once per slot and epoch (`Stored::dirtied`, pushed by `Tree::publish`
+//! on the first write of an epoch into it, and for both halves of a
+//! split), and the spill takes the entries of epochs `<= E`, writes each
+//! leaf's version at `E`, and settles (`Store::settle`). The leaves written
+//! count as stored, so they are clean and may be evicted; nothing is
+//! durable. Writers spill when dirty bytes fill three eighths of the
+//! budget, so random writes over a tree much larger than the budget cost
+//! no sync each time that fills; `flush`, the checkpoint thread's interval,
+//! the space the file cannot reuse before a commit (`Stored::commit_due`)
+//! and dirty bytes a spill cannot clean (branches: `Stored::walk_due`)
+//! decide when a commit follows.
 //!
-//! So after a spill `named` is the record of the last *image*, durable or
-//! not: what the next image supersedes when it writes the node anew. A
-//! crash before the next commit comes back to the last one, which names
+//! - No new atomics: the writers of epochs `<= E` are done when `E`
+//!   closes, so their pushes are in the queue; entries of later epochs
+//!   stay for a later checkpoint. A spill that fails queues its leaves again.
+//! - A spill frees nothing. The record it supersedes (the leaf's `named`)
+//!   may be what the last commit names, which the store keeps until the
+//!   next commit is durable; it goes to `Superseded::spilled`, and the next
+//!   commit frees it, less what its image still lists. `named` then says
+//!   the spilled record, which is what the next image supersedes.
+//! - A spilled leaf's parent still has a record listing the leaf's old
+//!   record. The next commit rewrites every branch whose record does not
+//!   list its children as they are now (`Listing`, `node.rs`), and the
+//!   clock does not evict such a branch (`evict.rs`): reloaded, it would
+//!   bring back the old leaf.
+//!
+//! A crash before the next commit comes back to the last one, which names
 //! none of the spilled records (they lie in space free at that commit).
-//!
+
 //! # Commits: sealed, then synced beside spills
 //!
-//! A commit is a spill that ends with a seal (`Store::seal`) instead of a
-//! settle: its nodes are marked stored, its names move on, and the store
+//! A commit walks the tree (the protocol above) and ends with a seal
+//! (`Store::seal`) instead of a settle: its nodes are marked stored, its names move on, and the store
 //! knows that what was appended and freed up to the seal is this commit's.
 //! Then the epochs' lock is released and the commit syncs and writes its
 //! record (`Stored::commit`), two `fdatasync`s, while writers that fill the
@@ -76,9 +89,11 @@
 //!
 //! A leaf version is written once: its image depends on nothing else, and
 //! `meta.stored` remembers where it went. A branch is rewritten when its
-//! version changed or a child moved. Ghosts are on the store already. The
-//! walk visits every loaded node, so a checkpoint costs O(resident nodes) of
-//! CPU and O(changed nodes + their ancestors) of writes.
+//! version changed or a child moved (its `Listing` does not list the
+//! children's records as the walk finds them). Ghosts are on the store
+//! already. A commit's walk visits every loaded node, so it costs
+//! O(resident nodes) of CPU and O(changed nodes + their ancestors) of
+//! writes; a spill costs O(dirty leaves) of both.
 
 use std::sync::Arc;
 
@@ -93,9 +108,10 @@ use super::tree::Tree;
 use crate::Error;
 use crate::store::{Address, Store};
 
-/// What a checkpoint appended: each slot, the version, its record, and
-/// whether the version counts as stored at it (see `write_slot`).
-type Written<K, V> = Vec<(Arc<Slot<K, V>>, NodeArc<K, V>, Address, bool)>;
+/// What a checkpoint appended: each slot, the version, its record,
+/// whether the version counts as stored at it (see `write_slot`), and a
+/// branch's child records.
+type Written<K, V> = Vec<(Arc<Slot<K, V>>, NodeArc<K, V>, Address, bool, Option<Arc<[Address]>>)>;
 
 /// A child as an image lists it, with its record if it is a child ghost
 /// (`Slot::child_record`: nothing more to look at).
@@ -207,7 +223,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         }
         while account.dirty() > account.budget() / 8 * 3 {
             if let Some(closed) = stored.epochs.try_close() {
-                let ending = if stored.commit_due() { Ending::Commit } else { Ending::Spill };
+                let ending = stored.write_back_ending();
                 // One per writer: under a failing store, dirty bytes stay.
                 let _ = self.checkpoint_closed(stored, closed, ending);
                 break;
@@ -227,7 +243,10 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     ) -> Result<(), Error> {
         // A failed (or panicking) image names none of what it appended.
         let attempt = Attempt(&*stored.store);
-        let imaged = self.write_image(stored, closed.epoch, closed.len, ending);
+        let imaged = match ending {
+            Ending::Commit => self.write_image(stored, closed.epoch, closed.len).map(Some),
+            Ending::Spill => self.spill(stored, closed.epoch).map(|()| None),
+        };
         if imaged.is_ok() {
             std::mem::forget(attempt);
         } else {
@@ -247,15 +266,68 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         }
     }
 
-    /// The walk, the frees, and the settle (a spill) or the seal (a commit,
-    /// returned to be synced and written).
-    fn write_image<'s>(
-        &self,
-        stored: &'s Stored<K, V>,
-        epoch: u64,
-        len: u64,
-        ending: Ending,
-    ) -> Result<Option<Sealed<'s>>, Error> {
+    /// A spill (module docs): the leaves writes queued up to `epoch`, and
+    /// nothing else, settled. Frees nothing: the records it supersedes go
+    /// to the next commit (`Stored::superseded_by_spill`).
+    fn spill(&self, stored: &Stored<K, V>, epoch: u64) -> Result<(), Error> {
+        let dirty = stored.account().dirty();
+        let mut queued = stored.take_dirtied(epoch);
+        // A slot queued in two epochs is written once, in queue order (an
+        // order by address would differ from run to run, under loom too).
+        let mut seen = std::collections::HashSet::with_capacity(queued.len());
+        queued.retain(|slot| seen.insert(Arc::as_ptr(slot)));
+        let mut written = Vec::with_capacity(queued.len());
+        let mut merging = Vec::new();
+        let appended = (|| {
+            for slot in &queued {
+                // A ghost was stored before it was evicted; a leaf of a
+                // later epoch only is queued for that epoch.
+                let AtEpoch::Version(version) = at_epoch(slot, epoch, false) else { continue };
+                let Body::Leaf(leaf) = &version.body else { continue };
+                if version.meta.stored.get().is_some() {
+                    continue;
+                }
+                if let Some(frozen) = slot.frozen() {
+                    // Retired: the commit writes or frees it. Merging: a
+                    // thaw makes it a leaf again, to be spilled later.
+                    if frozen.merge().is_some() {
+                        merging.push(Arc::clone(slot));
+                    }
+                    continue;
+                }
+                let (low, high) = (version.low.as_ref(), version.high.as_ref());
+                let record = (stored.codecs.encode_leaf)(low, high, &leaf.keys, &leaf.vals)
+                    .map_err(|what| Error::Internal { what })?;
+                let address = append(stored, &record)?;
+                written.push((Arc::clone(slot), version.clone(), address));
+            }
+            stored.store.settle().map_err(|e| Error::io("writing nodes back (a spill)", None, e))
+        })();
+        if let Err(e) = appended {
+            // Still dirty: the next spill looks again.
+            stored.requeue(queued, epoch);
+            return Err(e);
+        }
+        stored.requeue(merging, epoch);
+        // Settled: the records are the nodes' now (see `write_image`).
+        let mut cleaned = 0;
+        for (slot, version, address) in written {
+            if let Some(named) = version.meta.named.get() {
+                stored.superseded_by_spill(named);
+            }
+            version.meta.named.set(Some(address));
+            version.meta.stored.set(address);
+            cleaned += version.meta.charge.as_ref().map_or(0, |charge| charge.clean());
+            version.meta.forget_prev();
+            stored.track(&slot);
+        }
+        stored.spilled(cleaned, dirty);
+        Ok(())
+    }
+
+    /// A commit's walk, its frees and its seal; the commit is returned to
+    /// be synced and written.
+    fn write_image<'s>(&self, stored: &'s Stored<K, V>, epoch: u64, len: u64) -> Result<Sealed<'s>, Error> {
         let (root, level) = self.root_at(epoch)?;
         // The root may have split without a new root above it yet: then the
         // image gets a root over the whole top level.
@@ -291,10 +363,12 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             }
             listed.has_slot(slot) || named.get().as_ref().is_some_and(|a| listed.has_record(a))
         });
-        // The few records the written nodes had, less those the image still
-        // names: looked up for every record listed, not the other way round.
+        // The few records the written nodes had and those spills wrote
+        // anew, less those the image still names: looked up for every
+        // record listed, not the other way round.
         let mut superseded: Vec<Address> =
             written.iter().filter_map(|(_, version, ..)| version.meta.named.get()).collect();
+        superseded.extend(stored.spilled_records());
         superseded.sort_unstable();
         let mut still_named = vec![false; superseded.len()];
         for address in &listed.records {
@@ -309,18 +383,12 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         for address in superseded.chain(gone).chain(stored.extra_root()) {
             store.free(address).map_err(|e| Error::io("freeing a superseded record", Some(address), e))?;
         }
-        let sealed = match ending {
-            Ending::Commit => {
-                let record = encode_commit(&Commit { root: address, level, epoch, len })
-                    .map_err(|what| Error::Internal { what })?;
-                Some(stored.seal(record)?)
-            }
-            Ending::Spill => {
-                store.settle().map_err(|e| Error::io("writing nodes back (a spill)", None, e))?;
-                None
-            }
-        };
+        let record = encode_commit(&Commit { root: address, level, epoch, len })
+            .map_err(|what| Error::Internal { what })?;
+        let sealed = stored.seal(record)?;
         stored.imaged(extra_root, &retired);
+        // Every leaf queued up to `epoch` is in the image.
+        drop(stored.take_dirtied(epoch));
         // Only now are the records part of the stored tree (settled or
         // sealed: no failed attempt takes them back, and a failed commit
         // leaves them to the next). Marked before, a failure after them
@@ -329,10 +397,15 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         // Parents first: a child still unmarked is dirty, so it cannot be a
         // ghost, so its parent cannot be evicted with a record naming the
         // child's new address before the child is evictable from it.
-        for (slot, version, address, mark) in written.into_iter().rev() {
+        for (slot, version, address, mark, children) in written.into_iter().rev() {
             version.meta.named.set(Some(address));
             if !mark {
                 continue;
+            }
+            // The listing first: an evictor that reads the new record from
+            // `stored` still takes record and children from it.
+            if let Some(children) = children {
+                version.meta.listing.set(address, children);
             }
             version.meta.stored.set(address);
             if let Some(charge) = &version.meta.charge {
@@ -417,7 +490,6 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             }
         };
         let node = &*version;
-        let at = node.meta.stored.get();
         // A branch image may list a node its version does not: one a merge
         // took out of the branch (frozen, not yet absorbed by its left
         // neighbour), folded back in because its keys are there at this
@@ -425,9 +497,10 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         // again, it would bring the merged node back): it stays dirty, and
         // a later checkpoint writes it anew.
         let mut mark = true;
+        let mut listing = None;
         let record = match &node.body {
             Body::Leaf(leaf) => {
-                if let Some(at) = at {
+                if let Some(at) = node.meta.stored.get() {
                     return Ok((at, false));
                 }
                 (stored.codecs.encode_leaf)(node.low.as_ref(), node.high.as_ref(), &leaf.keys, &leaf.vals)
@@ -436,23 +509,24 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             Body::Branch(branch) => {
                 let (keys, children) = self.posted(stored, node, epoch)?;
                 mark = !children.iter().any(|(child, record)| record.is_none() && child.is_frozen());
-                let mut changed = children.len() != branch.children.len();
                 let mut addresses = Vec::with_capacity(children.len());
                 for child in &children {
-                    let (address, new) = self.write_child(stored, child, epoch, written, listed)?;
-                    changed |= new;
-                    addresses.push(address);
+                    addresses.push(self.write_child(stored, child, epoch, written, listed)?.0);
                 }
-                if let (Some(at), false) = (at, changed) {
+                // Stored, and every child where its record says: a child a
+                // spill wrote anew, or this walk, is not.
+                if let Some(at) = node.meta.listing.lists(&addresses) {
                     return Ok((at, false));
                 }
                 let (low, high) = (node.low.as_ref(), node.high.as_ref());
-                (stored.codecs.encode_branch)(branch.level, low, high, &keys, &addresses)
-                    .map_err(|what| Error::Internal { what })?
+                let record = (stored.codecs.encode_branch)(branch.level, low, high, &keys, &addresses)
+                    .map_err(|what| Error::Internal { what })?;
+                listing = Some(addresses.into());
+                record
             }
         };
         let address = append(stored, &record)?;
-        written.push((Arc::clone(slot), version.clone(), address, mark));
+        written.push((Arc::clone(slot), version.clone(), address, mark, listing));
         Ok((address, true))
     }
 

@@ -25,16 +25,21 @@
 //! Branches go through the same clock, so a cold branch goes before a hot
 //! leaf. One is evicted when it is clean, has not been descended through
 //! for a whole turn, and its children are all ghosts, none split without
-//! posting (so its stored image lists exactly these children). Its children
+//! posting, each at the record its stored image lists (so that image lists
+//! exactly these children as they are: a leaf a spill wrote anew leaves its
+//! parent's record out of date until the next commit rewrites it). Its children
 //! are detached in the same step (`slot.rs`), so the new child slots a
 //! reloaded branch makes never coexist with live old ones. A branch with a
 //! resident child stays queued; the slot remembers which child it was, so
-//! the next check usually reads one child, not all of them.
+//! the next check usually reads one child, not all of them. A branch whose
+//! record is out of date (`Evicted::Stale`) leaves the queue: the commit that
+//! rewrites it queues it again, so the clock does not rescan it each turn.
 //!
 //! # Invariants
 //!
-//! - Only clean nodes (stored: their version's record is durable) whose
-//!   children are all ghosts are evicted.
+//! - Only clean nodes (stored: their version's record is written) whose
+//!   children are all ghosts, at the records that record lists, are
+//!   evicted.
 //! - A slot is in the queue at most once (`Slot::enqueue`, under the
 //!   queue's lock).
 //! - No eviction starts while a pause is held ([`Clock::pause`]; `verify`
@@ -137,6 +142,9 @@ impl<K: PartialEq + Clone, V> Clock<K, V> {
             let slot = queue.back().expect("pushed just now");
             match evict(slot, account, sentinel) {
                 Evicted::NotYet => {} // a branch whose children are resident
+                // `Stale` leaves the queue (under its lock, as `track` is), not
+                // looked at again each turn: the commit that rewrites the
+                // branch sets its listing, then queues it.
                 outcome => {
                     evicted += u64::from(outcome == Evicted::Yes);
                     slot.dequeued();
@@ -174,8 +182,21 @@ pub(crate) fn evict<K: PartialEq + Clone, V>(
     sentinel: &Sentinel<K, V>,
 ) -> Evicted {
     let Some(node) = slot.peek() else { return Evicted::No };
-    let Some(address) = node.meta.stored.get() else {
+    let Some(mut address) = node.meta.stored.get() else {
         return Evicted::No; // dirty
+    };
+    // A branch goes to the record its listing pairs with the children that
+    // record lists, read together: `stored` may already say a newer record
+    // a commit is marking (`node.rs`, `Listing`).
+    let listed = match node.as_branch() {
+        None => None,
+        Some(_) => match node.meta.listing.get() {
+            Some((at, listed)) => {
+                address = at;
+                Some(listed)
+            }
+            None => return Evicted::No, // every stored branch has one
+        },
     };
     let ghost = || Ghost {
         address,
@@ -184,5 +205,5 @@ pub(crate) fn evict<K: PartialEq + Clone, V>(
         high: node.high.clone(),
         right: node.right.clone(),
     };
-    slot.evict(&node, ghost, sentinel, Some(account))
+    slot.evict(&node, listed.as_deref().unwrap_or(&[]), ghost, sentinel, Some(account))
 }

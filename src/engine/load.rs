@@ -190,18 +190,15 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 }
             }
         };
-        let body = match decoded.body {
-            DecodedBody::Leaf { keys, vals } => Body::Leaf(Leaf { keys, vals }),
-            DecodedBody::Branch { level, keys, children } => Body::Branch(Branch {
-                level,
-                children: children
-                    .iter()
-                    .map(|&child| Slot::child(child, level - 1, &stored.ghost))
-                    .collect(),
-                keys,
-            }),
+        let (body, listing) = match decoded.body {
+            DecodedBody::Leaf { keys, vals } => (Body::Leaf(Leaf { keys, vals }), None),
+            DecodedBody::Branch { level, keys, children } => {
+                let slots =
+                    children.iter().map(|&child| Slot::child(child, level - 1, &stored.ghost)).collect();
+                (Body::Branch(Branch { level, children: slots, keys }), Some(children.into()))
+            }
         };
-        let node = Node { low, high, right, body, meta: Meta::loaded_from(address) };
+        let node = Node { low, high, right, body, meta: Meta::loaded_from(address, listing) };
         Ok(Some(node.charged(Some(stored.account()), false)))
     }
 

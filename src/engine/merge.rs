@@ -304,7 +304,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 return Ok(Some(epoch.max(parent.meta.epoch)));
             }
             let body = Body::Branch(branch.without_child(k + 1));
-            if let Some(tag) = self.publish(&parent_slot, &parent, body, None, false, epoch, 0) {
+            if let Some(tag) = self.publish(parent_slot.arc(), &parent, body, None, false, epoch, 0) {
                 return Ok(Some(epoch.max(tag)));
             }
         }
@@ -330,7 +330,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             }
             // A stale link: the same entries, linked to the live slot.
             let end = End { high: left.high.clone(), right: Some(Arc::clone(slot)) };
-            if self.publish(&left_slot, &left, left.body.clone(), Some(end), false, epoch, 0).is_some() {
+            if self.publish(left_slot.arc(), &left, left.body.clone(), Some(end), false, epoch, 0).is_some() {
                 return Ok(());
             }
         }
@@ -367,7 +367,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             };
             let end = End { high: r.high.clone(), right: r.right.clone() };
             let epoch = epoch.max(r.meta.epoch);
-            if self.publish(&left_slot, &left, body, Some(end), false, epoch, 0).is_some() {
+            if self.publish(left_slot.arc(), &left, body, Some(end), false, epoch, 0).is_some() {
                 return Ok(());
             }
         }

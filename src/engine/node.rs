@@ -72,6 +72,9 @@ pub(crate) struct Meta<K, V> {
     /// also names its children's addresses, so a checkpoint that moves a
     /// child rewrites it and updates this.
     pub(crate) stored: StoredAt,
+    /// A branch version's record and the child records it lists, once
+    /// stored (`Listing`).
+    pub(crate) listing: Listing,
     /// This version's share of the tree's memory count (trees over a store).
     pub(crate) charge: Option<Charge>,
     /// The node's record in the last commit: shared by all its versions.
@@ -82,15 +85,24 @@ impl<K, V> Meta<K, V> {
     /// The bookkeeping of a new version of the node whose record is in
     /// `named` (a new node: `Named::nowhere()`).
     pub(crate) fn new(epoch: u64, prev: Option<NodeArc<K, V>>, named: Arc<Named>) -> Meta<K, V> {
-        Meta { epoch, prev: Mutex::new(prev), stored: StoredAt(AtomicU64::new(NOWHERE)), charge: None, named }
+        Meta {
+            epoch,
+            prev: Mutex::new(prev),
+            stored: StoredAt(AtomicU64::new(NOWHERE)),
+            listing: Listing::default(),
+            charge: None,
+            named,
+        }
     }
 
-    /// The bookkeeping of a version loaded from the record at `address`.
-    pub(crate) fn loaded_from(address: Address) -> Meta<K, V> {
+    /// The bookkeeping of a version loaded from the record at `address`;
+    /// a branch's lists `children`.
+    pub(crate) fn loaded_from(address: Address, children: Option<Arc<[Address]>>) -> Meta<K, V> {
         Meta {
             epoch: 0,
             prev: Mutex::new(None),
             stored: StoredAt(AtomicU64::new(address.0)),
+            listing: Listing(Mutex::new(children.map(|children| (address, children)))),
             charge: None,
             named: Arc::new(Named(AtomicU64::new(address.0))),
         }
@@ -127,6 +139,31 @@ impl StoredAt {
     /// Release: see `get`.
     pub(crate) fn set(&self, address: Address) {
         self.0.store(address.0, Ordering::Release);
+    }
+}
+
+/// The record a stored branch version is at and the child records it lists,
+/// set together and read together (one lock): a branch whose child moved
+/// since (a spill wrote the child anew, `checkpoint.rs`) has a record out
+/// of date, which the next commit rewrites and the clock must not evict
+/// to. Read as a pair, the evictor never takes one record with another
+/// record's children.
+#[derive(Default)]
+pub(crate) struct Listing(Mutex<Option<(Address, Arc<[Address]>)>>);
+
+impl Listing {
+    pub(crate) fn get(&self) -> Option<(Address, Arc<[Address]>)> {
+        lock(&self.0).clone()
+    }
+
+    /// The version is stored at `address`, a record listing `children`.
+    pub(crate) fn set(&self, address: Address, children: Arc<[Address]>) {
+        *lock(&self.0) = Some((address, children));
+    }
+
+    /// Whether the record lists exactly `children`; its address if so.
+    pub(crate) fn lists(&self, children: &[Address]) -> Option<Address> {
+        lock(&self.0).as_ref().filter(|(_, listed)| **listed == *children).map(|(at, _)| *at)
     }
 }
 
@@ -249,9 +286,10 @@ impl<K, V> Node<K, V> {
                     + spilled(leaf.vals.capacity(), leaf.vals.spilled(), size_of::<V>())
             }
             Body::Branch(branch) => {
+                // The listing a stored version keeps: a record per child.
                 branch.keys.capacity() * size_of::<K>()
                     + branch.children.capacity() * size_of::<usize>()
-                    + branch.children.len() * ghost_slot
+                    + branch.children.len() * (ghost_slot + size_of::<Address>())
             }
         };
         version + heap

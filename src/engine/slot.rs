@@ -271,6 +271,10 @@ pub(crate) enum Evicted {
     No,
     /// A branch with children that are not ghosts yet.
     NotYet,
+    /// A branch whose record lists a child at another record (a spill
+    /// wrote the child anew): not until a commit rewrites the branch,
+    /// which queues it again.
+    Stale,
 }
 
 impl<K, V> Slot<K, V> {
@@ -393,10 +397,11 @@ impl<K, V> Slot<K, V> {
 
     /// Turns the slot into a ghost described by `ghost()` (charged to
     /// `account`) if `current` is still its version, and detaches the
-    /// children of a branch.
+    /// children of a branch, whose record lists `listed`.
     ///
-    /// A branch is evicted only if each child is a ghost that ends where
-    /// its separator says (no split of it is waiting to be posted), checked
+    /// A branch is evicted only if each child is a ghost at the record
+    /// `listed` names for it, that ends where its separator says (no split
+    /// of it is waiting to be posted), checked
     /// and detached under the children's locks: no child load can start
     /// meanwhile (loads start under that lock), so nobody ever loads a
     /// child of a branch that is gone, and nobody ever sees a detached
@@ -405,6 +410,7 @@ impl<K, V> Slot<K, V> {
     pub(crate) fn evict(
         &self,
         current: &NodeRef<K, V>,
+        listed: &[Address],
         ghost: impl FnOnce() -> Ghost<K, V>,
         sentinel: &Sentinel<K, V>,
         account: Option<&'static Account>,
@@ -426,17 +432,28 @@ impl<K, V> Slot<K, V> {
             self.loaded_child.store(u16::try_from(i).unwrap_or(0), Ordering::Relaxed);
             return Evicted::NotYet;
         }
+        if listed.len() != children.len() {
+            return Evicted::NotYet; // a record folding in a split not posted then
+        }
         let held: Vec<_> = children.iter().map(|child| lock(&child.stands)).collect();
         for (i, (child, stands)) in children.iter().zip(&held).enumerate() {
             let high = keys.get(i).or(current.high.as_ref());
+            // A child at another record: a spill wrote it anew since this
+            // record was; the next commit rewrites the record.
             let ready = child.state.holds(&sentinel.0)
                 && match &**stands {
-                    Stands::Ghost(ghost) => ghost.high.as_ref() == high,
-                    Stands::Record { .. } => true, // ends at its separator
+                    Stands::Ghost(ghost) => ghost.high.as_ref() == high && ghost.address == listed[i],
+                    // Ends at its separator.
+                    Stands::Record { address, .. } => *address == listed[i],
                     Stands::Node | Stands::Detached(_) => false,
                 };
             if !ready {
-                return Evicted::NotYet;
+                let moved = match &**stands {
+                    Stands::Ghost(ghost) => ghost.address != listed[i],
+                    Stands::Record { address, .. } => *address != listed[i],
+                    Stands::Node | Stands::Detached(_) => false,
+                };
+                return if moved { Evicted::Stale } else { Evicted::NotYet };
             }
         }
         // Every description is built before the swap: they clone keys, and

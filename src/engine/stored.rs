@@ -16,7 +16,7 @@ use super::format::{self, Crc, Decoded, Expected, TooLarge};
 use super::node::Named;
 use super::schedule::Schedule;
 use super::slot::{Sentinel, Slot};
-use super::sync::{AtomicU64, Mutex, MutexGuard, Ordering, lock, with_read_buffer};
+use super::sync::{AtomicU64, HintFlag, Mutex, MutexGuard, Ordering, lock, with_read_buffer};
 use crate::store::{Address, Store};
 use crate::{Codec, Error, Stats};
 
@@ -42,10 +42,22 @@ pub(crate) struct Stored<K, V> {
     /// Held from a commit's seal to its commit record: commits are written
     /// in the order of their images (`checkpoint.rs`, "Commits").
     committing: Mutex<()>,
+    /// The leaves writes made dirty, each with the epoch of the write, in
+    /// the order they were (`checkpoint.rs`, "Spills"): once per slot and
+    /// epoch, until a checkpoint of that epoch.
+    dirtied: Mutex<Vec<Dirtied<K, V>>>,
+    /// The last spill left the dirty bytes mostly to the next commit's
+    /// walk (branches), or resident bytes at twice the budget (branches
+    /// out of date stay until a commit): the next write back commits
+    /// (`spilled`). A hint: either ending is correct.
+    walk_due: HintFlag,
     /// Last: it must outlive every version (fields drop in order; see
     /// `account.rs`).
     account: AccountBox,
 }
+
+/// A leaf slot a write dirtied, and the write's epoch.
+type Dirtied<K, V> = (Arc<Slot<K, V>>, u64);
 
 /// How a checkpoint's walk ends (`checkpoint.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +88,10 @@ struct Superseded<K, V> {
     retired: Vec<Retired<K, V>>,
     /// The root the last image added over a top level that had no root.
     extra_root: Option<Address>,
+    /// The records spills superseded since the last commit (a leaf's named
+    /// record, when a spill wrote it anew): the next commit frees those it
+    /// no longer lists.
+    spilled: Vec<Address>,
 }
 
 type Retired<K, V> = (Arc<Slot<K, V>>, Arc<Named>, u64);
@@ -123,13 +139,15 @@ impl<K, V> Stored<K, V> {
             epochs: Epochs::new(epoch, len),
             clock: Clock::new(),
             ghost: Sentinel::new(),
-            superseded: Mutex::new(Superseded { retired: Vec::new(), extra_root: None }),
+            superseded: Mutex::new(Superseded { retired: Vec::new(), extra_root: None, spilled: Vec::new() }),
             schedule: Schedule::default(),
             health: Mutex::new(None),
             // Half the nodes of about 1 KiB the budget holds.
             through_window: (budget as u64 / 2048).max(16),
             pending: AtomicU64::new(0),
             committing: Mutex::new(()),
+            dirtied: Mutex::new(Vec::new()),
+            walk_due: HintFlag::new(false),
             account: AccountBox::new(budget),
         }
     }
@@ -218,6 +236,67 @@ impl<K, V> Stored<K, V> {
         pending > (self.account().budget() as u64).max(self.store.usage().live_bytes / 2)
     }
 
+    /// How a write back that writers or the checkpoint thread start
+    /// (rather than `flush`) ends: a commit when one is due
+    /// (`commit_due`), or the last spill left the work to a commit's walk
+    /// (`spilled`); else a spill.
+    pub(crate) fn write_back_ending(&self) -> Ending {
+        // Relaxed: a hint (see `walk_due`).
+        if self.commit_due() || self.walk_due.load(Ordering::Relaxed) {
+            Ending::Commit
+        } else {
+            Ending::Spill
+        }
+    }
+
+    /// A spill cleaned `cleaned` of the `dirty` bytes there were when it
+    /// began. If that was under a quarter and a quarter of the budget is
+    /// still dirty (branches, which only a commit writes), or resident
+    /// bytes are twice the budget (branches a spill left out of date,
+    /// which the clock cannot evict, beside the dirty share and the
+    /// writers' new versions), the next write back is a
+    /// commit. Not on the share cleaned alone: writers of the next epoch
+    /// dirty leaves while a spill runs, and a spill that follows another
+    /// closely finds little of its own to clean.
+    pub(crate) fn spilled(&self, cleaned: usize, dirty: usize) {
+        let account = self.account();
+        let budget = account.budget();
+        let stuck = cleaned < dirty / 4 && account.dirty() > budget / 4;
+        let short = stuck || account.resident() > budget.saturating_mul(2);
+        self.walk_due.store(short, Ordering::Relaxed);
+    }
+
+    /// Queues the leaf `slot`, which a write of `epoch` made dirty, for the
+    /// spills.
+    pub(crate) fn dirtied(&self, slot: &Arc<Slot<K, V>>, epoch: u64) {
+        lock(&self.dirtied).push((Arc::clone(slot), epoch));
+    }
+
+    /// The leaves queued by writes of epochs up to `epoch`, which a
+    /// checkpoint of `epoch` writes; those of later epochs stay queued.
+    pub(crate) fn take_dirtied(&self, epoch: u64) -> Vec<Arc<Slot<K, V>>> {
+        let mut queue = lock(&self.dirtied);
+        let (now, later) = std::mem::take(&mut *queue).into_iter().partition(|(_, e)| *e <= epoch);
+        *queue = later;
+        now.into_iter().map(|(slot, _)| slot).collect()
+    }
+
+    /// Queues `slots` again, as made dirty in `epoch` (a spill that failed,
+    /// or met a leaf being merged).
+    pub(crate) fn requeue(&self, slots: Vec<Arc<Slot<K, V>>>, epoch: u64) {
+        lock(&self.dirtied).extend(slots.into_iter().map(|slot| (slot, epoch)));
+    }
+
+    /// A spill wrote anew a leaf whose last image named `record`.
+    pub(crate) fn superseded_by_spill(&self, record: Address) {
+        lock(&self.superseded).spilled.push(record);
+    }
+
+    /// The records spills superseded since the last commit.
+    pub(crate) fn spilled_records(&self) -> Vec<Address> {
+        lock(&self.superseded).spilled.clone()
+    }
+
     /// Whether anything was written since the last commit, dirty or spilled.
     pub(crate) fn uncommitted(&self) -> bool {
         self.account().dirty() > 0 || self.pending.load(Ordering::Relaxed) > 0
@@ -296,11 +375,15 @@ impl<K, V> Stored<K, V> {
         lock(&self.superseded).extra_root
     }
 
-    /// An image freeing the records of `gone` (from `retired_unlisted`) is
-    /// settled or sealed, and it has `extra_root`.
+    /// An image freeing the records of `gone` (from `retired_unlisted`)
+    /// and the spilled ones (`spilled_records`) is sealed, and it has
+    /// `extra_root`.
     pub(crate) fn imaged(&self, extra_root: Option<Address>, gone: &[Arc<Named>]) {
         let mut superseded = lock(&self.superseded);
         superseded.extra_root = extra_root;
+        superseded.spilled.clear();
+        // Relaxed: a hint (see `walk_due`).
+        self.walk_due.store(false, Ordering::Relaxed);
         for named in gone {
             named.set(None);
         }

@@ -399,7 +399,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 };
                 let delta = edit.delta();
                 let left = leaf.keys.len().saturating_add_signed(delta);
-                if let Some(tag) = self.publish_edit(&slot, &node, edit, epoch) {
+                if let Some(tag) = self.publish_edit(slot.arc(), &node, edit, epoch) {
                     if let (true, Held::Shared(slot), Some(low)) = (moved_right, &slot, &node.low) {
                         // We reached this leaf through a right link: help
                         // post its separator (a no-op if the splitter did).
@@ -456,7 +456,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             let i = if last { leaf.keys.len() - 1 } else { 0 };
             let entry = (leaf.keys[i].clone(), leaf.vals[i].clone());
             let left = leaf.keys.len() - 1;
-            if self.publish_edit(&slot, &node, Edit::Remove(i), epoch).is_some() {
+            if self.publish_edit(slot.arc(), &node, Edit::Remove(i), epoch).is_some() {
                 drop(node);
                 self.after_remove(&slot.into_arc(), left, epoch);
                 return Ok(Some(entry));
@@ -522,7 +522,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn publish(
         &self,
-        slot: &Slot<K, V>,
+        slot: &Arc<Slot<K, V>>,
         current: &NodeRef<K, V>,
         body: Body<K, V>,
         end: Option<End<K, V>>,
@@ -551,6 +551,12 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             }
         };
         self.count(delta, tag);
+        if current.level() == 0 {
+            self.dirtied(slot, current.meta.epoch < tag, tag);
+            for (_, right) in &pieces {
+                self.dirtied(right, true, tag);
+            }
+        }
         // The posts are part of the split: same epoch, or a checkpoint could
         // hold a separator without the node it leads to.
         for (separator, right) in pieces {
@@ -565,7 +571,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     #[inline]
     pub(crate) fn publish_edit(
         &self,
-        slot: &Slot<K, V>,
+        slot: &Arc<Slot<K, V>>,
         current: &NodeRef<K, V>,
         edit: Edit<K, V>,
         epoch: u64,
@@ -582,7 +588,19 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             return None;
         }
         self.count(delta, tag);
+        self.dirtied(slot, current.meta.epoch < tag, tag);
         Some(tag)
+    }
+
+    /// Queues a leaf a write of epoch `tag` made dirty, if `first`, for
+    /// the spills (`checkpoint.rs`, "Spills"): once per slot and epoch. The
+    /// first write of an epoch into a slot replaces a version of an
+    /// earlier one (a later version of the same epoch was made by a write
+    /// that queued the slot); the pieces of a split are new slots.
+    fn dirtied(&self, slot: &Arc<Slot<K, V>>, first: bool, tag: u64) {
+        if let (Some(stored), true) = (&self.stored, first) {
+            stored.dirtied(slot, tag);
+        }
     }
 
     /// Posts the separator of a split on `level` (the `low` of the new slot
@@ -664,7 +682,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                     return Ok(());
                 }
                 // A parent that overflows splits and posts its own pieces.
-                if self.publish(&slot, &node, Body::Branch(body), None, appended, epoch, 0).is_some() {
+                if self.publish(slot.arc(), &node, Body::Branch(body), None, appended, epoch, 0).is_some() {
                     return Ok(());
                 }
                 match self.after_lost_race(&mut slot, node, Seek::Key(&separator))? {
