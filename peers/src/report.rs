@@ -68,11 +68,13 @@ fn tables() -> Vec<Table> {
         Table {
             workload: "writes",
             title: "Durable random writes",
-            note: "updates of uniform random keys for --secs, a durable commit every 100 ms and a last one after; only writes covered by a commit are counted",
+            note: "updates of uniform random keys for --secs, a durable commit every 100 ms and a last one after; only writes covered by a commit are counted; RSS and ghostbtree's resident bytes sampled every 5 ms while the writers run",
             cols: vec![
                 col("K writes/s", "kops", 1.0),
                 col("commits", "commits", 1.0),
                 col("mean commit, ms", "commit_ms", 1.0),
+                col("max RSS, MiB", "rss_max", MIB),
+                col("max resident / budget", "resident_over_budget", 1.0),
             ],
             ratio: ("kops", Better::Higher),
         },

@@ -40,6 +40,12 @@ pub trait Db: Sized + Sync {
     fn counters(&self) -> Vec<(&'static str, f64)> {
         Vec::new()
     }
+
+    /// The bytes the store counts against its budget now, if it says
+    /// (ghostbtree's `resident_bytes`).
+    fn resident(&self) -> Option<u64> {
+        None
+    }
 }
 
 pub trait Reader {

@@ -186,19 +186,33 @@ fn read_for<D: Db>(db: &D, job: &Job<'_>, threads: usize, secs: f64) -> Result<(
 }
 
 /// Random durable writes on `threads` threads for `secs` (commit every
-/// 100 ms, a last one after), then a check of 10,000 random keys.
+/// 100 ms, a last one after), then a check of 10,000 random keys. RSS, and
+/// the bytes the store counts against its budget where it says, are sampled
+/// every 5 ms while the writers run.
 fn writes<D: Db>(job: &Job<'_>, fig: &mut Figures) -> Result<()> {
     let db = D::open(job.dir, job.budget)?;
     let work = Work::random(job.keys, job.seed);
+    let (rss_max, resident_max) = (AtomicU64::new(0), AtomicU64::new(0));
     let start = Instant::now();
     let count = thread::scope(|s| {
         s.spawn(|| {
-            thread::sleep(Duration::from_secs_f64(job.secs));
+            let end = start + Duration::from_secs_f64(job.secs);
+            while Instant::now() < end {
+                rss_max.fetch_max(os::rss(), Ordering::Relaxed);
+                if let Some(resident) = db.resident() {
+                    resident_max.fetch_max(resident, Ordering::Relaxed);
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
             work.stop();
         });
         db.write(job.threads, &work, COMMIT_EVERY)
     })?;
     let elapsed = start.elapsed().as_secs_f64();
+    fig.set("rss_max", rss_max.load(Ordering::Relaxed) as f64);
+    if db.resident().is_some() {
+        fig.set("resident_over_budget", resident_max.load(Ordering::Relaxed) as f64 / job.budget as f64);
+    }
     fig.set("ops", count.ops as f64);
     fig.set("secs", elapsed);
     fig.set("kops", count.ops as f64 / elapsed / 1e3);

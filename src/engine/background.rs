@@ -8,8 +8,9 @@
 //! the config asks for one.
 //!
 //! Backpressure is the writers' part (`Tree::checkpoint_if_dirty`): past
-//! three eighths of the budget they spill themselves, or wait for the
-//! checkpoint running, so dirty bytes cannot outrun the store.
+//! three eighths of the budget dirty (a sixteenth, with resident bytes over
+//! the budget) they spill themselves, or wait for the checkpoint running,
+//! so dirty bytes cannot outrun the store.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

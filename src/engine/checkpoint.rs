@@ -43,7 +43,7 @@
 //! leaf's version at `E`, and settles (`Store::settle`). The leaves written
 //! count as stored, so they are clean and may be evicted; nothing is
 //! durable. Writers spill when dirty bytes fill three eighths of the
-//! budget, so random writes over a tree much larger than the budget cost
+//! budget (a sixteenth, once resident bytes pass it), so random writes over a tree much larger than the budget cost
 //! no sync each time that fills; `flush`, the checkpoint thread's interval,
 //! the space the file cannot reuse before a commit (`Stored::commit_due`)
 //! and dirty bytes a spill cannot clean (branches: `Stored::walk_due`)
@@ -204,24 +204,43 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
 
     /// Keeps dirty bytes (which cannot be evicted) within the budget, then
     /// evicts if resident bytes exceed it. Past a quarter of the budget the
-    /// checkpoint thread is nudged (it spills); past three eighths, the
-    /// writer spills itself (or commits, when one is due), or waits for the
-    /// checkpoint running and looks again (backpressure: writers cannot
-    /// outrun the store). Called by writers
+    /// checkpoint thread is nudged (it spills); past three eighths, or past
+    /// a sixteenth with resident bytes over the budget that a write back
+    /// would bring within it, the writer spills
+    /// itself (or commits, when one is due), or waits for the checkpoint
+    /// running and looks again (backpressure: writers cannot outrun the
+    /// store). Over the budget, the clock may have nothing left to evict:
+    /// branches, dirty leaves, and while a write back runs, the version
+    /// each leaf written meanwhile replaced (`Meta::prev`); spilling is
+    /// then the only way down (at three eighths alone, random writes at 1M
+    /// keys peaked at 1.8x the budget at 2 threads). Called by writers
     /// after their operation, so never while registered in an epoch; looks
-    /// every 32nd write of a thread. An error here is not the write's: the
-    /// write took effect, and `flush`, `stats` and `health` report the
-    /// store's trouble.
+    /// every 4th write of a thread (every 32nd let 8 writers take dirty
+    /// bytes to 0.7x the budget between looks). An error here is not the
+    /// write's: the write took effect, and `flush`, `stats` and `health`
+    /// report the store's trouble.
     pub(crate) fn checkpoint_if_dirty(&self) {
         let Some(stored) = &self.stored else { return };
-        if !once_in(32) {
+        if !once_in(4) {
             return;
         }
         let account = stored.account();
         if account.dirty() > account.budget() / 4 {
             stored.schedule.nudge();
         }
-        while account.dirty() > account.budget() / 8 * 3 {
+        let over = || {
+            let (dirty, budget) = (account.dirty(), account.budget());
+            if dirty > budget / 8 * 3 {
+                return true;
+            }
+            // Over the budget, and writing back (which makes the dirty
+            // leaves and the versions they replaced evictable) would bring
+            // it within: not when the branches alone fill the budget, where
+            // write backs this frequent would only add commits.
+            let resident = account.resident();
+            dirty > budget / 16 && resident > budget && resident.saturating_sub(2 * dirty) <= budget
+        };
+        while over() {
             if let Some(closed) = stored.epochs.try_close() {
                 let ending = stored.write_back_ending();
                 // One per writer: under a failing store, dirty bytes stay.

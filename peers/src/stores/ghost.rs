@@ -75,6 +75,10 @@ impl Db for Ghost {
             ("gb_store_writes", s.store_writes as f64),
         ]
     }
+
+    fn resident(&self) -> Option<u64> {
+        Some(self.0.stats().resident_bytes)
+    }
 }
 
 struct GhostReader<'a>(&'a BTree<u64, u64>);
