@@ -179,11 +179,11 @@ pub(crate) fn thread_index() -> usize {
     0
 }
 
-/// True on every `n`th call on this thread (a per-thread counter: writers
-/// look at the dirty bytes only that often). Under loom the counter is
-/// loom's thread-local, fresh in every execution the model explores, so
-/// the model stays deterministic.
-pub(crate) fn once_in(n: u32) -> bool {
+/// Counts a call on this thread and returns the count, this call included
+/// (a per-thread counter: writers look at the dirty bytes only every few
+/// writes). Under loom the counter is loom's thread-local, fresh in every
+/// execution the model explores, so the model stays deterministic.
+pub(crate) fn count_call() -> u32 {
     #[cfg(not(loom))]
     use std::thread_local;
 
@@ -197,7 +197,7 @@ pub(crate) fn once_in(n: u32) -> bool {
     }
     CALLS.with(|calls| {
         calls.set(calls.get().wrapping_add(1));
-        calls.get().is_multiple_of(n)
+        calls.get()
     })
 }
 
