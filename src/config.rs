@@ -124,8 +124,11 @@ impl Config {
     ///
     /// A soft limit: it may be exceeded by what threads hold at the moment
     /// (a few nodes each) and by dirty nodes until they are written back,
-    /// which writers do when dirty bytes reach three eighths of the budget.
-    /// In-memory trees ignore it.
+    /// which writers do when dirty bytes reach three eighths of the budget,
+    /// or a sixteenth once resident bytes pass it; past half the budget
+    /// dirty, or nine eighths resident, they wait for the write back (random
+    /// durable writes from 8 threads stayed within 1.22x the budget,
+    /// `docs/benchmarks.md`). In-memory trees ignore it.
     pub fn memory_budget(mut self, bytes: usize) -> Config {
         self.memory_budget = bytes;
         self

@@ -9,8 +9,8 @@
 //!
 //! Backpressure is the writers' part (`Tree::checkpoint_if_dirty`): past
 //! three eighths of the budget dirty (a sixteenth, with resident bytes over
-//! the budget) they spill themselves, or wait for the checkpoint running,
-//! so dirty bytes cannot outrun the store.
+//! the budget) they write back themselves unless a write back is running,
+//! and further on they wait for it, so dirty bytes cannot outrun the store.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
