@@ -43,8 +43,9 @@
 //! leaf's version at `E`, and settles (`Store::settle`). The leaves written
 //! count as stored, so they are clean and may be evicted; nothing is
 //! durable. Writers spill when dirty bytes fill three eighths of the
-//! budget (a sixteenth, once resident bytes pass it: `pressure`), so random writes over a tree much larger than the budget cost
-//! no sync each time that fills; `flush`, the checkpoint thread's interval,
+//! budget (a sixteenth, once resident bytes pass it: `pressure`), so
+//! random writes over a tree much larger than the budget cost no sync
+//! each time that fills; `flush`, the checkpoint thread's interval,
 //! the space the file cannot reuse before a commit (`Stored::commit_due`)
 //! and dirty bytes a spill cannot clean (branches: `Stored::walk_due`)
 //! decide when a commit follows.
@@ -335,10 +336,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 stored.superseded_by_spill(named);
             }
             version.meta.named.set(Some(address));
-            version.meta.stored.set(address);
-            cleaned += version.meta.charge.as_ref().map_or(0, |charge| charge.clean());
-            version.meta.forget_prev();
-            stored.track(&slot);
+            cleaned += mark_stored(stored, &slot, &version, address);
         }
         stored.spilled(cleaned, dirty);
         Ok(())
@@ -360,11 +358,11 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         let mut written = Vec::new();
         let mut listed = Listed { slots: Vec::new(), records: Vec::new() };
         let (address, level, extra_root) = if let [root] = &top[..] {
-            (self.write_child(stored, root, epoch, &mut written, &mut listed)?.0, level, None)
+            (self.write_child(stored, root, epoch, &mut written, &mut listed)?, level, None)
         } else {
             let mut addresses = Vec::with_capacity(top.len());
             for child in &top {
-                addresses.push(self.write_child(stored, child, epoch, &mut written, &mut listed)?.0);
+                addresses.push(self.write_child(stored, child, epoch, &mut written, &mut listed)?);
             }
             let record = (stored.codecs.encode_branch)(level + 1, None, None, &keys, &addresses)
                 .map_err(|what| Error::Internal { what })?;
@@ -426,13 +424,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
             if let Some(children) = children {
                 version.meta.listing.set(address, children);
             }
-            version.meta.stored.set(address);
-            if let Some(charge) = &version.meta.charge {
-                charge.clean();
-            }
-            // Stored: what it kept was for an older, finished checkpoint.
-            version.meta.forget_prev();
-            stored.track(&slot);
+            mark_stored(stored, &slot, &version, address);
         }
         Ok(sealed)
     }
@@ -461,7 +453,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
 
     /// Writes what the image of `slot` at `epoch` needs written, children
     /// first, noting each version written in `written`. Returns the image's
-    /// address and whether it is new. A version counts as stored (reused by
+    /// address. A version counts as stored (reused by
     /// later checkpoints, evictable) only once the commit succeeded.
     fn write_slot(
         &self,
@@ -470,11 +462,11 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         epoch: u64,
         written: &mut Written<K, V>,
         listed: &mut Listed<K, V>,
-    ) -> Result<(Address, bool), Error> {
+    ) -> Result<Address, Error> {
         listed.slots.push(Arc::as_ptr(slot));
-        let written = self.write_version(stored, slot, epoch, written, listed)?;
-        listed.records.push(written.0);
-        Ok(written)
+        let address = self.write_version(stored, slot, epoch, written, listed)?;
+        listed.records.push(address);
+        Ok(address)
     }
 
     /// [`write_slot`](Tree::write_slot) of a child as `posted` found it.
@@ -485,11 +477,11 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         epoch: u64,
         written: &mut Written<K, V>,
         listed: &mut Listed<K, V>,
-    ) -> Result<(Address, bool), Error> {
+    ) -> Result<Address, Error> {
         let Some(address) = *record else { return self.write_slot(stored, slot, epoch, written, listed) };
         listed.slots.push(Arc::as_ptr(slot));
         listed.records.push(address);
-        Ok((address, false))
+        Ok(address)
     }
 
     /// [`write_slot`](Tree::write_slot) but for the listing.
@@ -500,9 +492,9 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         epoch: u64,
         written: &mut Written<K, V>,
         listed: &mut Listed<K, V>,
-    ) -> Result<(Address, bool), Error> {
+    ) -> Result<Address, Error> {
         let version = match at_epoch(slot, epoch, false) {
-            AtEpoch::Stored { address, .. } => return Ok((address, false)),
+            AtEpoch::Stored { address, .. } => return Ok(address),
             AtEpoch::Version(version) => version,
             AtEpoch::Absent => {
                 return Err(Error::Internal { what: "a child that did not exist at its parent's epoch" });
@@ -520,7 +512,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         let record = match &node.body {
             Body::Leaf(leaf) => {
                 if let Some(at) = node.meta.stored.get() {
-                    return Ok((at, false));
+                    return Ok(at);
                 }
                 (stored.codecs.encode_leaf)(node.low.as_ref(), node.high.as_ref(), &leaf.keys, &leaf.vals)
                     .map_err(|what| Error::Internal { what })?
@@ -530,12 +522,12 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
                 mark = !children.iter().any(|(child, record)| record.is_none() && child.is_frozen());
                 let mut addresses = Vec::with_capacity(children.len());
                 for child in &children {
-                    addresses.push(self.write_child(stored, child, epoch, written, listed)?.0);
+                    addresses.push(self.write_child(stored, child, epoch, written, listed)?);
                 }
                 // Stored, and every child where its record says: a child a
                 // spill wrote anew, or this walk, is not.
                 if let Some(at) = node.meta.listing.lists(&addresses) {
-                    return Ok((at, false));
+                    return Ok(at);
                 }
                 let (low, high) = (node.low.as_ref(), node.high.as_ref());
                 let record = (stored.codecs.encode_branch)(branch.level, low, high, &keys, &addresses)
@@ -546,7 +538,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         };
         let address = append(stored, &record)?;
         written.push((Arc::clone(slot), version.clone(), address, mark, listing));
-        Ok((address, true))
+        Ok(address)
     }
 
     /// A branch version's children as the image lists them: its own, plus
@@ -657,6 +649,22 @@ fn append<K, V>(stored: &Stored<K, V>, record: &[u8]) -> Result<Address, Error> 
     Counters::bump(&stored.counters.store_writes);
     stored.appended(record.len());
     Ok(address)
+}
+
+/// Marks `version` of `slot` stored at `address`: clean, keeping no older
+/// version (what it kept was for an older, finished checkpoint), and
+/// evictable. Returns the bytes it uncounted as dirty.
+fn mark_stored<K, V>(
+    stored: &Stored<K, V>,
+    slot: &Arc<Slot<K, V>>,
+    version: &NodeArc<K, V>,
+    address: Address,
+) -> usize {
+    version.meta.stored.set(address);
+    let cleaned = version.meta.charge.as_ref().map_or(0, |charge| charge.clean());
+    version.meta.forget_prev();
+    stored.track(slot);
+    cleaned
 }
 
 /// How far writers are ahead of the store (`Tree::checkpoint_if_dirty`).

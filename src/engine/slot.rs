@@ -438,22 +438,18 @@ impl<K, V> Slot<K, V> {
         let held: Vec<_> = children.iter().map(|child| lock(&child.stands)).collect();
         for (i, (child, stands)) in children.iter().zip(&held).enumerate() {
             let high = keys.get(i).or(current.high.as_ref());
+            let (at, ends) = match &**stands {
+                Stands::Ghost(ghost) => (ghost.address, ghost.high.as_ref() == high),
+                Stands::Record { address, .. } => (*address, true), // ends at its separator
+                Stands::Node | Stands::Detached(_) => return Evicted::NotYet,
+            };
             // A child at another record: a spill wrote it anew since this
             // record was; the next commit rewrites the record.
-            let ready = child.state.holds(&sentinel.0)
-                && match &**stands {
-                    Stands::Ghost(ghost) => ghost.high.as_ref() == high && ghost.address == listed[i],
-                    // Ends at its separator.
-                    Stands::Record { address, .. } => *address == listed[i],
-                    Stands::Node | Stands::Detached(_) => false,
-                };
-            if !ready {
-                let moved = match &**stands {
-                    Stands::Ghost(ghost) => ghost.address != listed[i],
-                    Stands::Record { address, .. } => *address != listed[i],
-                    Stands::Node | Stands::Detached(_) => false,
-                };
-                return if moved { Evicted::Stale } else { Evicted::NotYet };
+            if at != listed[i] {
+                return Evicted::Stale;
+            }
+            if !(ends && child.state.holds(&sentinel.0)) {
+                return Evicted::NotYet;
             }
         }
         // Every description is built before the swap: they clone keys, and
